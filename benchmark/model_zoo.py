@@ -1,0 +1,33 @@
+"""clipbench's own architectures: open_clip JSON configs in ``model_configs/``.
+
+Listing them reads file names only; open_clip is imported when a model is built. Any other
+open_clip architecture name (``RN50``, ``ViT-B-32``, ...) is accepted by the model layer too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .registry import MODELS
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+
+_DESCRIPTIONS = {
+    "clipbench-tiny-vit": "ViT, 32 px, patch 4, width 128, 4 layers; text width 128, 2 layers, context 16 (preset tiny)",
+    "clipbench-tiny-rn": "ModifiedResNet [1,1,1,1] width 32 mirroring RN50's design at 32 px; same text tower",
+    "clipbench-micro-vit": "ViT, 16 px, 1 layer, width 32: for unit tests only",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A clipbench architecture: its name, open_clip config file and description."""
+
+    name: str
+    config_path: Path
+    description: str
+
+
+for _path in sorted(CONFIG_DIR.glob("*.json")):
+    MODELS.register(_path.stem)(ModelSpec(_path.stem, _path, _DESCRIPTIONS.get(_path.stem, "")))

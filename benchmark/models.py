@@ -1,0 +1,150 @@
+"""A thin layer over open_clip: build models, tokenizers, and safe checkpoints.
+
+Checkpoints are safetensors files with a JSON sidecar holding the architecture name and the file's
+sha256 (DESIGN.md, "Reliability and security"); loading verifies both and never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .errors import ClipbenchError
+from .model_zoo import CONFIG_DIR
+from .registry import MODELS
+from .torchvision_compat import import_open_clip
+
+WEIGHTS_FILE = "model.safetensors"
+SIDECAR_FILE = "model.json"
+
+
+@lru_cache(maxsize=1)
+def _open_clip():
+    open_clip = import_open_clip()
+    open_clip.add_model_config(CONFIG_DIR)
+    return open_clip
+
+
+def check_model_name(name: str) -> None:
+    """Raise a one-line error unless ``name`` is a clipbench or open_clip architecture."""
+    if name in MODELS.names():
+        return
+    open_clip = _open_clip()
+    if name not in open_clip.list_models():
+        import difflib
+
+        valid = MODELS.names() + open_clip.list_models()
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ClipbenchError(
+            f"unknown model {name!r}; valid: {', '.join(MODELS.names())} or any open_clip architecture.{hint}"
+        )
+
+
+@dataclass
+class ClipModel:
+    """An open_clip model with its tokenizer and architecture name."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    name: str
+
+    def tokenize(self, captions: list[str]) -> torch.Tensor:
+        return _tokenize_cached(self.tokenizer, tuple(captions))
+
+
+_TOKEN_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _tokenize_cached(tokenizer: Any, captions: tuple[str, ...]) -> torch.Tensor:
+    """Tokenize captions, caching each distinct caption (templated captions repeat a lot)."""
+    key = id(tokenizer)
+    missing = [c for c in dict.fromkeys(captions) if (key, c) not in _TOKEN_CACHE]
+    if missing:
+        tokens = tokenizer(missing)
+        if len(_TOKEN_CACHE) > 200_000:
+            _TOKEN_CACHE.clear()
+        for caption, row in zip(missing, tokens):
+            _TOKEN_CACHE[(key, caption)] = row
+    return torch.stack([_TOKEN_CACHE[(key, c)] for c in captions])
+
+
+def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> ClipModel:
+    """Build architecture ``name`` (randomly initialised from ``seed`` unless ``pretrained``)."""
+    check_model_name(name)
+    open_clip = _open_clip()
+    torch.manual_seed(seed)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    if pretrained is None:  # open_clip warns that no weights were loaded: that is the intent here
+        root_logger.setLevel(logging.ERROR)
+    try:
+        model = open_clip.create_model(name, pretrained=pretrained)
+    except RuntimeError as error:
+        raise ClipbenchError(f"cannot load pretrained weights {pretrained!r} for {name}: {error}") from None
+    finally:
+        root_logger.setLevel(level)
+    return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(clip: ClipModel, folder: Path, extra: Optional[dict] = None) -> None:
+    """Write ``model.safetensors`` and its ``model.json`` sidecar into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in clip.model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE))
+    sidecar = {"architecture": clip.name, "sha256": file_sha256(folder / WEIGHTS_FILE), **(extra or {})}
+    (folder / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2))
+
+
+def load_checkpoint(folder: Path) -> ClipModel:
+    """Load a checkpoint written by :func:`save_checkpoint`, verifying sha256 and architecture."""
+    from safetensors.torch import load_file
+
+    sidecar_path, weights = folder / SIDECAR_FILE, folder / WEIGHTS_FILE
+    if not sidecar_path.exists() or not weights.exists():
+        raise ClipbenchError(f"checkpoint {folder} is incomplete: needs {WEIGHTS_FILE} and {SIDECAR_FILE}")
+    sidecar = json.loads(sidecar_path.read_text())
+    if file_sha256(weights) != sidecar.get("sha256"):
+        raise ClipbenchError(f"checkpoint {weights} does not match the sha256 in its sidecar")
+    clip = create_model(sidecar["architecture"])
+    load_state(clip.model, load_file(str(weights)), str(weights))
+    return clip
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly; on mismatch, say which keys or shapes differ."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)})")
+        raise ClipbenchError(f"{source} does not match the architecture: {'; '.join(parts)}")
+    model.load_state_dict(state)
+
+
+def copy_model(clip: ClipModel) -> ClipModel:
+    """An independent copy of a model (same tokenizer)."""
+    import copy
+
+    return ClipModel(model=copy.deepcopy(clip.model), tokenizer=clip.tokenizer, name=clip.name)

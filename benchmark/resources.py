@@ -1,0 +1,43 @@
+"""Wall time and peak resident memory of a stage."""
+
+from __future__ import annotations
+
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter of this process (Linux ``clear_refs`` value 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process in MiB (``VmHWM``; ``ru_maxrss`` as a fallback)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def measure() -> Iterator[dict]:
+    """Yield a dict filled on exit with ``wall_s`` and ``peak_rss_mib`` of the block."""
+    stats: dict = {}
+    resettable = _reset_peak_rss()
+    start = time.perf_counter()
+    try:
+        yield stats
+    finally:
+        stats["wall_s"] = round(time.perf_counter() - start, 3)
+        stats["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        stats["peak_rss_scope"] = "stage" if resettable else "process"
