@@ -34,7 +34,9 @@ def wilson_interval(successes: int, total: int, z: float = 1.959963984540054) ->
     denominator = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denominator
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # The interval always contains p (it touches 0 at p = 0 and 1 at p = 1); rounding can put the
+    # computed bound a hair inside, e.g. 0.9999999999999999 for 10/10, so clamp it to p as well.
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 @dataclass

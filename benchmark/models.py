@@ -55,6 +55,7 @@ class ClipModel:
     model: torch.nn.Module
     tokenizer: Any
     name: str
+    weights_sha256: Optional[str] = None  # set when loaded from a checkpoint
 
     def tokenize(self, captions: list[str]) -> torch.Tensor:
         return _tokenize_cached(self.tokenizer, tuple(captions))
@@ -87,8 +88,11 @@ def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> 
         root_logger.setLevel(logging.ERROR)
     try:
         model = open_clip.create_model(name, pretrained=pretrained)
-    except RuntimeError as error:
-        raise ClipbenchError(f"cannot load pretrained weights {pretrained!r} for {name}: {error}") from None
+    except Exception as error:  # download, file or format problems of pretrained weights
+        if pretrained is None:
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ClipbenchError(f"cannot load pretrained weights {pretrained!r} for {name}: {first_line}") from None
     finally:
         root_logger.setLevel(level)
     return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name)
@@ -125,6 +129,7 @@ def load_checkpoint(folder: Path) -> ClipModel:
         raise ClipbenchError(f"checkpoint {weights} does not match the sha256 in its sidecar")
     clip = create_model(sidecar["architecture"])
     load_state(clip.model, load_file(str(weights)), str(weights))
+    clip.weights_sha256 = sidecar["sha256"]
     return clip
 
 

@@ -30,7 +30,7 @@ from .resources import measure
 from .results import build_result, write_result
 
 #: Bumped when a stage's code changes what it produces; part of every artifact key.
-STAGE_VERSIONS = {"clean": 1, "poison": 1, "victim": 1, "defense": 1, "evaluation": 1}
+STAGE_VERSIONS = {"clean": 1, "poison": 1, "reference": 1, "victim": 1, "defense": 1, "evaluation": 1}
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Runner:
         self.force = force
         self._scenarios: dict[str, ScenarioData] = {}
         self._resized: dict[tuple, torch.Tensor] = {}
+        self._forced: set[tuple[str, str]] = set()  # with --force, each artifact is rebuilt once per run
 
     # ----------------------------------------------------------------- helpers
     def scenario(self, cell: Cell) -> ScenarioData:
@@ -80,7 +81,9 @@ class Runner:
                     meta = build(folder)
                 return {**meta, "build_stats": build_stats, "parents": key_parts.get("parents", {})}
 
-            path, meta, built = self.store.get_or_build(stage, key, timed_build, force=self.force)
+            force = self.force and (stage, key) not in self._forced
+            path, meta, built = self.store.get_or_build(stage, key, timed_build, force=force)
+            self._forced.add((stage, key))
         return StageRecord(key, path, meta, built, stats)
 
     # ------------------------------------------------------------------ stages
@@ -196,7 +199,8 @@ class Runner:
                                          images=self.images(cell, "defense", pipeline), seed=seed, device=self.device)
             defended = cell.defense_cls(cell.defense_config).run(context)
             if defended is None:
-                (folder / "same_as.json").write_text(json.dumps({"stage": "victim", "key": source.key}))
+                source_stage = "clean" if training_time else "victim"
+                (folder / "same_as.json").write_text(json.dumps({"stage": source_stage, "key": source.key}))
             else:
                 save_checkpoint(defended, folder, {"stage": "defense", "defense": cell.request.defense})
             return {}
@@ -204,11 +208,14 @@ class Runner:
         return self._stage("defense", parts, build)
 
     def defended_model(self, defense: StageRecord, victim: Optional[StageRecord]) -> ClipModel:
-        if (defense.path / "same_as.json").exists():
-            return load_checkpoint(victim.path)
+        same_as = defense.path / "same_as.json"
+        if same_as.exists():  # the defense returned its input model (the victim, or the clean model)
+            source = json.loads(same_as.read_text())
+            return load_checkpoint(self.store.path(source["stage"], source["key"]))
         return load_checkpoint(defense.path)
 
     def evaluate(self, cell: Cell, model_key: str, clip: ClipModel, poison: StageRecord) -> tuple[dict, dict]:
+        """Metrics of ``clip``; ``model_key`` (the weights' sha256) keys the cached text classifier."""
         from .evaluation import evaluate_backdoor, zero_shot_classifier
 
         with measure() as stats:
@@ -220,6 +227,17 @@ class Runner:
             metrics = evaluate_backdoor(clip, pipeline, scenario.evaluation, self.images(cell, "evaluation", pipeline),
                                         classifier, scenario.target_index, attack.apply, device=self.device)
         return {k: v.to_dict() for k, v in metrics.items()}, stats
+
+    def clean_reference(self, cell: Cell, clean: StageRecord, poison: StageRecord) -> StageRecord:
+        """CA and ASR of the clean model with this trigger: the baseline every cell is read against."""
+        parts = {"parents": {"clean": clean.key, "poison": poison.key}}
+
+        def build(folder: Path) -> dict:
+            clip = load_checkpoint(clean.path)
+            metrics, _ = self.evaluate(cell, clip.weights_sha256, clip, poison)
+            return {"metrics": metrics}
+
+        return self._stage("reference", parts, build)
 
     # -------------------------------------------------------------------- cell
     def run_key(self, cell: Cell) -> str:
@@ -252,6 +270,8 @@ class Runner:
             stages["clean"], artifacts["clean"] = clean.summary(), clean.key
             poison = self.poison(cell, clean)
             stages["poison"], artifacts["poison"] = poison.summary(), poison.key
+            reference = self.clean_reference(cell, clean, poison)
+            stages["reference"] = reference.summary()
             victim = None
             if cell.defense_cls.stage == "post_training":
                 victim = self.victim(cell, clean, poison)
@@ -259,10 +279,11 @@ class Runner:
             defense = self.defense(cell, clean, poison, victim)
             stages["defense"], artifacts["defense"] = defense.summary(), defense.key
             model = self.defended_model(defense, victim)
-            metrics, eval_stats = self.evaluate(cell, defense.key, model, poison)
+            metrics, eval_stats = self.evaluate(cell, model.weights_sha256, model, poison)
             stages["evaluation"] = {"cached": False, **eval_stats}
             result = build_result(cell, self.run_key(cell), "ok", None, metrics, stages, artifacts, self.device,
                                   self.scenario(cell))
+            result["clean_model_metrics"] = reference.meta["metrics"]
         except DivergenceError as error:  # recorded; a matrix goes on with the other cells
             result = build_result(cell, self.run_key(cell), "failed", str(error), {}, stages, artifacts, self.device, None)
         except (RuntimeError, ValueError, FloatingPointError) as error:

@@ -17,6 +17,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             data = handle.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: corrupt deflate stream
         raise ClipbenchError(f"cannot read {path}: {error}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ClipbenchError(f"{path} is not an unsigned-byte IDX file")

@@ -1,0 +1,64 @@
+"""Bad input through the console entry point: exit 2, one ``clipbench: error:`` line, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+CASES = {
+    "unknown attack": (["--attack", "badnte"], "unknown attack 'badnte'; valid: badnet."),
+    "unknown defense": (["--defense", "none,finetun"], "unknown defense 'finetun'"),
+    "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, tiny."),
+    "unknown model": (["--model", "nosuch-model"], "unknown model 'nosuch-model'"),
+    "unknown section": (["--set", "nosuch.key=1"], "unknown section"),
+    "ill-typed value": (["--set", "victim.epochs=abc"], "victim.epochs: expected int, got 'abc'"),
+    "invalid value": (["--set", "attack.patch_size=-3"], "attack.patch_size must be positive, got -3"),
+    "malformed --set": (["--set", "epochs=3"], "expected section.key=value"),
+    "bad seed list": (["--seed", "1,x"], "--seed: expected comma-separated integers"),
+}
+
+
+def check_one_line_error(done, fragment: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("clipbench: error:"), lines[0]
+    assert fragment in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_is_one_line_and_exit_2(case, cli_subprocess, tmp_path):
+    extra, fragment = CASES[case]
+    results = tmp_path / "results"
+    done = cli_subprocess(
+        ["run", "--preset", "micro", "--cache-dir", tmp_path / "cache", "--results-dir", results, *extra]
+    )
+    check_one_line_error(done, fragment)
+    assert not results.exists() or not any(results.iterdir()), "nothing is written for bad input"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_unknown_name_suggests_the_closest(cli_subprocess, tmp_path):
+    done = cli_subprocess(["run", "--preset", "micro", "--attack", "badnte", "--results-dir", tmp_path / "r",
+                           "--cache-dir", tmp_path / "c"])
+    check_one_line_error(done, "Did you mean 'badnet'?")
+
+
+def test_results_dir_that_cannot_be_created(cli_subprocess, tmp_path):
+    blocker = tmp_path / "a-regular-file"
+    blocker.write_text("not a folder")
+    results = blocker / "results"
+    done = cli_subprocess(
+        ["run", "--preset", "micro", "--cache-dir", tmp_path / "cache", "--results-dir", results]
+    )
+    check_one_line_error(done, f"results directory {results} is not writable")
+    assert blocker.read_text() == "not a folder"
+    assert not list(tmp_path.rglob("*.json")), "no result files written"
+
+
+def test_usage_errors_from_click_are_one_line_too(cli_subprocess):
+    done = cli_subprocess(["list", "nothing"])
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clipbench: error:")
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,158 @@
+"""``--set`` overrides: typed conversion, validation, and cell resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pytest
+
+from clipbench.cells import CellRequest, resolve_cell
+from clipbench.config import apply_overrides, parse_set_options, require, stable_hash
+from clipbench.errors import ClipbenchError
+
+
+@dataclass(frozen=True)
+class Example:
+    count: int = 1
+    rate: float = 0.5
+    flag: bool = False
+    mode: Literal["fast", "slow"] = "fast"
+    level: Literal[1, 2, 3] = 1
+    limit: Optional[int] = None
+    label: str = "x"
+
+    def validate(self) -> None:
+        require(self.count >= 0, f"count must be >= 0, got {self.count}")
+
+
+def test_apply_overrides_converts_to_field_types():
+    updated = apply_overrides(
+        Example(),
+        {"count": "7", "rate": "1e-3", "flag": "true", "mode": "slow", "level": "3", "limit": "12", "label": "abc"},
+        "example",
+    )
+    assert updated == Example(count=7, rate=1e-3, flag=True, mode="slow", level=3, limit=12, label="abc")
+    assert type(updated.count) is int and type(updated.rate) is float and type(updated.level) is int
+
+
+@pytest.mark.parametrize("text,value", [("1", True), ("yes", True), ("off", False), ("False", False)])
+def test_bool_spellings(text, value):
+    assert apply_overrides(Example(), {"flag": text}, "example").flag is value
+
+
+def test_optional_accepts_none_and_value():
+    assert apply_overrides(Example(limit=3), {"limit": "none"}, "example").limit is None
+    assert apply_overrides(Example(), {"limit": "5"}, "example").limit == 5
+    with pytest.raises(ClipbenchError, match="expected int"):
+        apply_overrides(Example(), {"limit": "five"}, "example")
+
+
+def test_apply_overrides_returns_a_copy():
+    original = Example()
+    apply_overrides(original, {"count": "9"}, "example")
+    assert original.count == 1
+
+
+def test_unknown_key_names_valid_keys():
+    with pytest.raises(ClipbenchError) as info:
+        apply_overrides(Example(), {"cnt": "1"}, "example")
+    message = str(info.value)
+    assert "example.cnt" in message and "unknown key" in message
+    assert "valid keys of example: count, flag, label, level, limit, mode, rate" in message
+
+
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("count", "abc", "expected int, got 'abc'"),
+        ("count", "1.5", "expected int"),
+        ("rate", "fast", "expected float"),
+        ("flag", "maybe", "expected true or false"),
+        ("mode", "medium", "'medium' is not one of fast, slow"),
+        ("level", "4", "not one of 1, 2, 3"),
+    ],
+)
+def test_ill_typed_values_raise(key, value, fragment):
+    with pytest.raises(ClipbenchError, match=fragment):
+        apply_overrides(Example(), {key: value}, "example")
+
+
+def test_validate_runs_after_overrides():
+    with pytest.raises(ClipbenchError, match="count must be >= 0, got -2"):
+        apply_overrides(Example(), {"count": "-2"}, "example")
+
+
+def test_parse_set_options_groups_by_section():
+    parsed = parse_set_options(["victim.epochs=3", "victim.lr = 1e-4", "attack.pattern=checkerboard", "a.b=x=y"])
+    assert parsed == {"victim": {"epochs": "3", "lr": "1e-4"}, "attack": {"pattern": "checkerboard"}, "a": {"b": "x=y"}}
+
+
+@pytest.mark.parametrize("item", ["victim.epochs", "epochs=3"])
+def test_parse_set_options_rejects_malformed_items(item):
+    with pytest.raises(ClipbenchError, match="expected section.key=value"):
+        parse_set_options([item])
+
+
+def test_stable_hash_ignores_key_order():
+    assert stable_hash({"a": 1, "b": 2}) == stable_hash({"b": 2, "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def request(**kwargs) -> CellRequest:
+    fields = {"preset": "micro", "attack": "badnet", "defense": "none"}
+    fields.update(kwargs)
+    return CellRequest(**fields)
+
+
+def test_resolve_cell_applies_overrides_to_sections():
+    cell = resolve_cell(request(
+        defense="finetune",
+        overrides={"victim": {"epochs": "2"}, "attack": {"pattern": "checkerboard"}, "defense": {"lr": "2e-3"}},
+    ))
+    assert cell.preset.victim.epochs == 2
+    assert cell.attack_config.pattern == "checkerboard"
+    # preset overrides of the defense apply first, the user's on top
+    assert cell.defense_config.lr == 2e-3
+    assert cell.defense_config.batch_size == 32
+    config = cell.config_dict()
+    assert config["victim"]["epochs"] == 2
+    assert config["defense"]["name"] == "finetune" and config["defense"]["stage"] == "post_training"
+    plain = resolve_cell(request(defense="finetune"))
+    assert plain.name != cell.name, "overrides must change the cell's file name"
+
+
+def test_resolve_cell_rejects_unknown_section():
+    with pytest.raises(ClipbenchError, match="--set nosuch.\\*: unknown section; valid sections: scenario"):
+        resolve_cell(request(overrides={"nosuch": {"key": "1"}}))
+
+
+def test_resolve_cell_rejects_negative_seed():
+    with pytest.raises(ClipbenchError, match="seed must be >= 0"):
+        resolve_cell(request(seed=-1))
+
+
+@pytest.mark.parametrize(
+    "section,key,value,fragment",
+    [
+        ("victim", "lr", "-1", "lr must be positive"),
+        ("victim", "batch_size", "1", "batch_size must be >= 2"),
+        ("poison", "count", "-5", "poison.count must be >= 0"),
+        ("scenario", "pretrain_size", "70000", "exceed the 60000 training images"),
+        ("attack", "patch_size", "0", "attack.patch_size must be positive"),
+        ("defense", "epochs", "-1", "epochs must be >= 0"),
+    ],
+)
+def test_resolve_cell_validates_values(section, key, value, fragment):
+    defense = "finetune" if section == "defense" else "none"
+    with pytest.raises(ClipbenchError, match=fragment):
+        resolve_cell(request(defense=defense, overrides={section: {key: value}}))
+
+
+def test_resolve_cell_rejects_unknown_names():
+    with pytest.raises(ClipbenchError, match="unknown preset"):
+        resolve_cell(request(preset="nosuch"))
+    with pytest.raises(ClipbenchError, match="unknown attack"):
+        resolve_cell(request(attack="nosuch"))
+    with pytest.raises(ClipbenchError, match="unknown defense"):
+        resolve_cell(request(defense="nosuch"))
