@@ -105,3 +105,29 @@ class BadNet(Attack):
                 patch = self.state["pattern"]
             out[i, :, y : y + p, x : x + p] = patch
         return out
+
+    def footprint(self, ids, image_size):
+        import torch
+
+        p = self.patch
+        mask = torch.zeros((len(ids), 1, image_size, image_size), dtype=torch.bool)
+        for i, (y, x) in enumerate(patch_offsets(self.config.location, image_size, p, self.seed, ids)):
+            mask[i, :, y : y + p, x : x + p] = True
+        return mask
+
+    def visible_trigger(self):
+        pattern = self.state.get("pattern")
+        return pattern if pattern is not None and pattern.numel() else None
+
+
+@register_attack("label_consistent")
+class LabelConsistentBadNet(BadNet):
+    """BadNet's patch on target-class images only, captions kept (REFERENCE.md trigger table,
+    "label-consistent"; Turner et al., 2019, arXiv 1912.02771). ``poison.label_consistent`` gives
+    the same row choice for any other attack."""
+
+    description = "BadNet patch on target-class images only; their own captions are kept"
+    source = "Turner et al. 2019 (arXiv 1912.02771); CleanCLIP code's label-consistent option"
+
+    def poison(self, pairs, count, target_index, target_name, rng, label_consistent=True):
+        return super().poison(pairs, count, target_index, target_name, rng, label_consistent=True)

@@ -6,7 +6,7 @@ Modules in this package import torch only inside methods, so listing attacks sta
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
@@ -18,22 +18,42 @@ if TYPE_CHECKING:
     import torch
 
     from clipbench.data.pairs import PairSet
+    from clipbench.image_pipeline import ImagePipeline
     from clipbench.models import ClipModel
 
 
 @dataclass
 class PoisonManifest:
-    """Which victim rows an attack rewrote, and the captions they now carry."""
+    """Which victim rows an attack rewrote, and the captions they now carry.
+
+    ``noise_rows`` are extra rows an attack transforms without relabelling (WaNet's noise mode).
+    """
 
     rows: np.ndarray
     captions: list[str]
+    noise_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def to_json(self) -> dict:
-        return {"rows": [int(r) for r in self.rows], "captions": list(self.captions)}
+        return {"rows": [int(r) for r in self.rows], "captions": list(self.captions),
+                "noise_rows": [int(r) for r in self.noise_rows]}
 
     @classmethod
     def from_json(cls, data: dict) -> "PoisonManifest":
-        return cls(np.asarray(data["rows"], dtype=np.int64), list(data["captions"]))
+        return cls(np.asarray(data["rows"], dtype=np.int64), list(data["captions"]),
+                   np.asarray(data.get("noise_rows", []), dtype=np.int64))
+
+
+@dataclass
+class AttackContext:
+    """What ``prepare`` may use: the attacker's (victim) pairs at the model's resolution, the
+    model's image pipeline, the target class and the device."""
+
+    pairs: "PairSet"
+    images: "torch.Tensor"
+    pipeline: "ImagePipeline"
+    target_index: int
+    target_name: str
+    device: "torch.device"
 
 
 def scaled(pixels_at_reference: float, image_size: int, reference_resolution: int) -> int:
@@ -66,7 +86,7 @@ class Attack:
     def default_config(cls) -> Any:
         return cls.Config()
 
-    def prepare(self, clean: Optional["ClipModel"] = None, context: Optional[Any] = None) -> None:
+    def prepare(self, clean: Optional["ClipModel"] = None, context: Optional[AttackContext] = None) -> None:
         """Build the trigger artifact into ``self.state`` (tensors only)."""
 
     def load_state(self, state: dict[str, "torch.Tensor"]) -> None:
@@ -76,15 +96,60 @@ class Attack:
         """Triggered copies of uint8 images ``N x 3 x S x S``; ``ids`` seed per-image randomness."""
         raise NotImplementedError
 
-    def poison(self, pairs: "PairSet", count: int, target_index: int, target_name: str, rng: np.random.Generator) -> PoisonManifest:
-        """Pick ``count`` rows uniformly (seeded) and give them captions naming the target.
+    def training_trigger(self, manifest: PoisonManifest, pairs: "PairSet") -> tuple[np.ndarray, Any]:
+        """Rows the victim's training transforms and the function it applies to them.
+
+        Poisoned rows get :meth:`apply` (the evaluation trigger, unchanged); an attack with
+        ``noise_rows`` routes those rows to its ``apply_noise_mode``.
+        """
+        if not len(manifest.noise_rows):
+            return manifest.rows, self.apply
+        import torch
+
+        noise_ids = torch.as_tensor(pairs.ids[manifest.noise_rows])
+
+        def transform(images: "torch.Tensor", ids: "torch.Tensor") -> "torch.Tensor":
+            noisy = torch.isin(ids, noise_ids)
+            out = images.clone()
+            if (~noisy).any():
+                out[~noisy] = self.apply(images[~noisy], ids[~noisy])
+            if noisy.any():
+                out[noisy] = self.apply_noise_mode(images[noisy], ids[noisy])
+            return out
+
+        return np.union1d(manifest.rows, manifest.noise_rows), transform
+
+    def footprint(self, ids: "torch.Tensor", image_size: int) -> "torch.Tensor":
+        """Boolean ``N x 1 x S x S``: where the trigger may change pixels (default: everywhere)."""
+        import torch
+
+        return torch.ones((len(ids), 1, image_size, image_size), dtype=torch.bool)
+
+    def visible_trigger(self) -> Optional["torch.Tensor"]:
+        """The trigger pattern itself as a uint8 image ``3 x h x w``, when it has one."""
+        return None
+
+    def poison(self, pairs: "PairSet", count: int, target_index: int, target_name: str, rng: np.random.Generator,
+               label_consistent: bool = False) -> PoisonManifest:
+        """Pick ``count`` rows (seeded) and give them captions naming the target.
 
         CleanCLIP and BadCLIP poison uniformly drawn rows and caption them with a template filled
-        with the target class name (REFERENCE.md, "Poisoned captions").
+        with the target class name (REFERENCE.md, "Poisoned captions"). ``label_consistent``
+        draws only rows of the target class and keeps their own captions (the label-consistent
+        variant in REFERENCE.md's trigger table).
         """
         require(count <= len(pairs), f"poison.count ({count}) is larger than the victim split ({len(pairs)} pairs)")
+        if label_consistent:
+            candidates = np.nonzero(np.asarray(pairs.labels) == target_index)[0]
+            require(count <= len(candidates), f"poison.count ({count}) is larger than the {len(candidates)} target-class pairs a label-consistent attack can use")
+            rows = np.sort(rng.choice(candidates, size=count, replace=False))
+            return PoisonManifest(rows, [pairs.captions[int(r)] for r in rows])
         rows = np.sort(rng.choice(len(pairs), size=count, replace=False))
-        return PoisonManifest(rows, caption_lib.target_captions(target_name, count, rng))
+        return PoisonManifest(rows, self.poisoned_captions(target_name, count, rng))
+
+    def poisoned_captions(self, target_name: str, count: int, rng: np.random.Generator) -> list[str]:
+        """Captions of poisoned rows: a training template filled with the target's class name."""
+        return caption_lib.target_captions(target_name, count, rng)
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)

@@ -108,6 +108,58 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         sys.exit(1)
 
 
+@cli.group("show")
+def show_group() -> None:
+    """Show what a method does (pictures for people)."""
+
+
+@show_group.command("attack")
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write")
+@click.option("--preset", default="tiny", show_default=True)
+@click.option("--model", default=None, help="model architecture (default: the preset's)")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--device", default="auto", show_default=True)
+def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None:
+    """Write a gallery of clean and triggered evaluation images of attack NAME to --out."""
+    from .cells import CellRequest, resolve_cell
+    from .config import parse_set_options
+
+    if out.suffix.lower() != ".png":
+        raise ClipbenchError(f"--out {out}: the gallery is written as PNG; use a .png file name")
+    cell = resolve_cell(CellRequest(preset=preset, attack=name, defense="none", seed=seed, model=model,
+                                    overrides=parse_set_options(sets)))
+    from .cache import ensure_writable
+
+    ensure_writable(out.parent if str(out.parent) else Path("."), "output directory")
+    from .gallery import one_per_class, write_gallery
+    from .runner import Runner
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        runner = Runner(cache_dir or default_cache_dir(), Path(scratch), device=device)
+        clean = runner.clean_model(cell)
+        poison = runner.poison(cell, clean)
+        attack, _ = runner.load_attack(cell, poison)
+        scenario = runner.scenario(cell)
+        from .image_pipeline import ImagePipeline
+        from .models import load_checkpoint
+
+        pipeline = ImagePipeline.from_model(load_checkpoint(clean.path).model)
+        rows = one_per_class(scenario.evaluation.labels, len(scenario.classnames))
+        images = runner.images(cell, "evaluation", pipeline)[rows]
+        import torch
+
+        ids = torch.as_tensor(scenario.evaluation.ids[rows])
+        title = f"{name} on {preset} ({pipeline.size} px), target '{scenario.target_name}', seed {seed}"
+        write_gallery(attack, images, ids, scenario.evaluation.labels[rows], scenario.classnames, out, title,
+                      attack.visible_trigger())
+    click.echo(f"gallery: {out}")
+
+
 def main() -> None:
     """Console entry point: one line and exit status 2 for input errors, never a traceback."""
     try:

@@ -92,7 +92,11 @@ class Registry(Generic[T]):
         return iter(self.names())
 
 
-ATTACKS: Registry = Registry("attack", ("clipbench.attacks.badnet",), "clipbench.attacks")
+ATTACKS: Registry = Registry(
+    "attack",
+    tuple(f"clipbench.attacks.{m}" for m in ("badnet", "blended", "wanet", "sig", "badclip")),
+    "clipbench.attacks",
+)
 DEFENSES: Registry = Registry(
     "defense", ("clipbench.defenses.none", "clipbench.defenses.finetune"), "clipbench.defenses"
 )

@@ -125,9 +125,14 @@ class Runner:
             pipeline = ImagePipeline.from_model(clip.model)
             attack = self.make_attack(cell, pipeline.size)
             scenario = self.scenario(cell)
-            attack.prepare(clip if attack.needs_clean_model else None, context={"scenario": scenario, "pipeline": pipeline, "runner": self, "cell": cell})
+            from clipbench.attacks.base import AttackContext
+
+            context = AttackContext(pairs=scenario.victim, images=self.images(cell, "victim", pipeline), pipeline=pipeline,
+                                    target_index=scenario.target_index, target_name=scenario.target_name, device=self.device)
+            attack.prepare(clip if attack.needs_clean_model else None, context)
             manifest = attack.poison(scenario.victim, cell.preset.poison.count, scenario.target_index,
-                                     scenario.target_name, seeding.numpy_rng(cell.seed, "poison_rows"))
+                                     scenario.target_name, seeding.numpy_rng(cell.seed, "poison_rows"),
+                                     label_consistent=cell.preset.poison.label_consistent)
             save_file({k: v.contiguous() for k, v in attack.state.items()}, str(folder / "trigger.safetensors"))
             (folder / "manifest.json").write_text(json.dumps(manifest.to_json()))
             return {"poisoned_rows": len(manifest.rows), "image_size": pipeline.size}
@@ -164,8 +169,10 @@ class Runner:
             pipeline = ImagePipeline.from_model(clip.model)
             attack, manifest = self.load_attack(cell, poison)
             config = dataclasses.replace(cell.preset.victim, seed=seeding.sub_seed(cell.seed, "victim_shuffle"))
-            stats = train_contrastive(clip, pipeline, self.images(cell, "victim", pipeline), self.scenario(cell).victim,
-                                      config, trigger_rows=manifest.rows, trigger=attack.apply,
+            victim_pairs = self.scenario(cell).victim
+            rows, transform = attack.training_trigger(manifest, victim_pairs)
+            stats = train_contrastive(clip, pipeline, self.images(cell, "victim", pipeline), victim_pairs,
+                                      config, trigger_rows=rows, trigger=transform,
                                       captions=self._poisoned_captions(cell, manifest),
                                       description="train poisoned victim", device=self.device)
             save_checkpoint(clip, folder, {"stage": "victim"})
@@ -190,10 +197,11 @@ class Runner:
             seed = seeding.sub_seed(cell.seed, "defense")
             if training_time:
                 attack, manifest = self.load_attack(cell, poison)
+                rows, transform = attack.training_trigger(manifest, scenario.victim)
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.victim,
                                          images=self.images(cell, "victim", pipeline), seed=seed, device=self.device,
-                                         captions=self._poisoned_captions(cell, manifest), trigger_rows=manifest.rows,
-                                         trigger=attack.apply, extras={"victim_train": cell.preset.victim})
+                                         captions=self._poisoned_captions(cell, manifest), trigger_rows=rows,
+                                         trigger=transform, extras={"victim_train": cell.preset.victim})
             else:
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.defense,
                                          images=self.images(cell, "defense", pipeline), seed=seed, device=self.device)

@@ -42,10 +42,12 @@ class PoisonConfig:
     """How many victim pairs an attack poisons.
 
     The ``tiny`` preset's count is calibrated (README, "Calibration"); ABD's Table I poisons
-    1,500 of 500K pairs (REFERENCE.md).
+    1,500 of 500K pairs (REFERENCE.md). ``label_consistent`` poisons only target-class pairs and
+    keeps their captions.
     """
 
     count: int = 300
+    label_consistent: bool = False
 
     def validate(self) -> None:
         require(self.count >= 0, f"poison.count must be >= 0, got {self.count}")

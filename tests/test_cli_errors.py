@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 CASES = {
-    "unknown attack": (["--attack", "badnte"], "unknown attack 'badnte'; valid: badnet."),
+    "unknown attack": (["--attack", "badnte"], "unknown attack 'badnte'; valid: badclip, badnet,"),
     "unknown defense": (["--defense", "none,finetun"], "unknown defense 'finetun'"),
     "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, tiny."),
     "unknown model": (["--model", "nosuch-model"], "unknown model 'nosuch-model'"),

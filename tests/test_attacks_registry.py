@@ -1,0 +1,121 @@
+"""Contract tests generated from the attack registry: every registered attack, present and future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from clipbench.attacks.base import AttackContext
+from clipbench.data.pairs import PairSet
+from clipbench.image_pipeline import ImagePipeline
+from clipbench.models import create_model
+from clipbench.registry import ATTACKS
+
+SIZE = 16
+IDS = torch.tensor([0, 5, 17, 60003, 123])
+
+
+@pytest.fixture(scope="module")
+def micro_clip():
+    return create_model("clipbench-micro-vit", seed=0)
+
+
+def batch(seed: int = 0, n: int = 5) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, SIZE, SIZE), generator=generator).to(torch.uint8)
+
+
+def small_pairs(n: int = 64) -> PairSet:
+    generator = np.random.default_rng(0)
+    labels = np.arange(n) % 10
+    images = generator.integers(0, 256, (n, 3, SIZE, SIZE), dtype=np.uint8)
+    return PairSet(images, labels, [f"a photo of a thing {i}." for i in range(n)], np.arange(n, dtype=np.int64) + 1000)
+
+
+def build(name: str, seed: int, clip) -> object:
+    cls = ATTACKS.get(name)
+    config = cls.default_config()
+    if hasattr(config, "patch_size"):  # a visible patch at 16 px
+        import dataclasses
+
+        config = dataclasses.replace(config, patch_size=56)
+    if hasattr(config, "epochs") and cls.needs_clean_model:
+        import dataclasses
+
+        config = dataclasses.replace(config, epochs=1, max_images=64, batch_size=32)
+    attack = cls(config, seed, SIZE)
+    pairs = small_pairs()
+    context = AttackContext(pairs=pairs, images=torch.as_tensor(pairs.images), pipeline=ImagePipeline.from_model(clip.model),
+                            target_index=8, target_name="bag", device=torch.device("cpu"))
+    attack.prepare(clip if cls.needs_clean_model else None, context)
+    return attack
+
+
+ATTACK_NAMES = ATTACKS.names()
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_deterministic_under_seed(name, micro_clip):
+    first = build(name, 11, micro_clip).apply(batch(), IDS)
+    second = build(name, 11, micro_clip).apply(batch(), IDS)
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_shape_dtype_range_preserved_and_input_untouched(name, micro_clip):
+    images = batch()
+    before = images.clone()
+    out = build(name, 3, micro_clip).apply(images, IDS)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(images, before), "apply must not modify its input"
+    assert not torch.equal(out, images), "the trigger changes something"
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_changes_only_inside_declared_footprint(name, micro_clip):
+    attack = build(name, 5, micro_clip)
+    images = batch(seed=9)
+    out = attack.apply(images, IDS)
+    footprint = attack.footprint(IDS, SIZE).expand_as(images)
+    changed = out != images
+    assert not (changed & ~footprint).any(), "pixels changed outside the declared footprint"
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_artifact_round_trips_losslessly(name, micro_clip, tmp_path):
+    attack = build(name, 21, micro_clip)
+    save_file({k: v.contiguous() for k, v in attack.state.items()}, str(tmp_path / "trigger.safetensors"))
+    restored = ATTACKS.get(name)(attack.config, attack.seed, SIZE)
+    restored.load_state(load_file(str(tmp_path / "trigger.safetensors")))
+    images = batch(seed=4)
+    assert torch.equal(attack.apply(images, IDS), restored.apply(images, IDS))
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_poison_and_evaluation_paths_give_identical_pixels(name, micro_clip):
+    """The victim's training and the evaluation both feed ``attack.apply`` output to normalisation."""
+    from clipbench.training import train_contrastive  # noqa: F401  (the training path imports cleanly)
+
+    attack = build(name, 8, micro_clip)
+    pipeline = ImagePipeline.from_model(micro_clip.model)
+    images = batch(seed=2)
+    evaluation_input = pipeline.model_input(images, IDS, attack.apply)
+    poisoned = images.clone()
+    poisoned[:] = attack.apply(images, IDS)  # what train_contrastive writes into the batch
+    assert torch.equal(pipeline.normalize(poisoned), evaluation_input)
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_poison_is_seeded_and_bounded(name, micro_clip):
+    from clipbench.errors import ClipbenchError
+
+    attack = build(name, 1, micro_clip)
+    pairs = small_pairs()
+    first = attack.poison(pairs, 5, 8, "bag", np.random.default_rng(4))
+    second = attack.poison(pairs, 5, 8, "bag", np.random.default_rng(4))
+    assert np.array_equal(first.rows, second.rows) and first.captions == second.captions
+    assert len(set(first.rows.tolist())) == 5
+    with pytest.raises(ClipbenchError):
+        attack.poison(pairs, len(pairs) + 1, 8, "bag", np.random.default_rng(0))
