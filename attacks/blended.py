@@ -34,6 +34,8 @@ class BlendedConfig:
     def validate(self) -> None:
         require(0.0 <= self.alpha <= 1.0, f"attack.alpha must be in [0, 1], got {self.alpha}")
         require(self.pattern != "image" or bool(self.pattern_file), "attack.pattern=image needs attack.pattern_file")
+        if self.pattern == "image":
+            load_pattern_image(self.pattern_file, 8)  # fails early, with the file's name, if unreadable
 
 
 def load_pattern_image(path: str, size: int):

@@ -103,6 +103,10 @@ def resolve_cell(request: CellRequest) -> Cell:
     if request.seed < 0:
         raise ClipbenchError(f"seed must be >= 0, got {request.seed}")
     preset = dataclasses.replace(preset, **changes)
+    if preset.poison.count > preset.scenario.victim_size:
+        raise ClipbenchError(
+            f"poison.count ({preset.poison.count}) is larger than the victim split ({preset.scenario.victim_size} pairs)"
+        )
     attack_config = _method_config(
         attack_cls, preset.attack_overrides.get(request.attack, {}), request.overrides.get("attack", {}), "attack"
     )

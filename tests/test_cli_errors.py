@@ -14,6 +14,14 @@ CASES = {
     "invalid value": (["--set", "attack.patch_size=-3"], "attack.patch_size must be positive, got -3"),
     "malformed --set": (["--set", "epochs=3"], "expected section.key=value"),
     "bad seed list": (["--seed", "1,x"], "--seed: expected comma-separated integers"),
+    "alpha outside [0, 1]": (["--attack", "blended", "--set", "attack.alpha=1.5"], "attack.alpha must be in [0, 1], got 1.5"),
+    "patch larger than the image": (["--set", "attack.patch_size=300"], "attack.patch_size (300) is larger than the image"),
+    "more poisoned pairs than the victim split": (["--set", "poison.count=100000"], "poison.count (100000) is larger than the victim split"),
+    "missing pattern file": (["--attack", "blended", "--set", "attack.pattern=image", "--set", "attack.pattern_file=/nonexistent/kitty.png"],
+                             "attack.pattern_file /nonexistent/kitty.png does not exist"),
+    "pattern file not an image": (["--attack", "blended", "--set", "attack.pattern=image", "--set", "attack.pattern_file=/etc/hostname"],
+                                  "attack.pattern_file /etc/hostname is not a readable image"),
+    "unknown target class": (["--set", "scenario.target=banana"], "scenario.target 'banana' is not a class of the scenario"),
 }
 
 

@@ -37,6 +37,8 @@ class ScenarioConfig:
         require(self.eval_size <= 10000, f"scenario.eval_size ({self.eval_size}) exceeds the 10000 test images")
         require(self.victim_size > 0, "scenario.victim_size must be > 0")
         require(self.eval_size > 0, "scenario.eval_size must be > 0")
+        classnames = caption_lib.ZERO_SHOT_CLASSNAMES
+        require(self.target in classnames, f"scenario.target {self.target!r} is not a class of the scenario; valid: {', '.join(classnames)}")
 
 
 @dataclass
