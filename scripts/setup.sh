@@ -16,7 +16,12 @@ want=$(cat setup.cfg constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "clipbench setup: installing dependencies (torch pinned by constraints.txt)" >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+  log=.venv/pip-install.log
+  if ! .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "clipbench setup: pip install failed (log above, also in $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
