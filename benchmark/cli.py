@@ -160,6 +160,28 @@ def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None
     click.echo(f"gallery: {out}")
 
 
+@cli.command("report")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="output folder [default: RESULTS_DIR/report]")
+def report_command(results_dir: Path, out: Path | None) -> None:
+    """Build tables (CSV, Markdown, LaTeX) from the stored result JSONs."""
+    from .cache import ensure_writable
+    from .report import write_report
+
+    if not results_dir.is_dir():
+        raise ClipbenchError(f"--results-dir {results_dir} does not exist")
+    import warnings
+
+    out = ensure_writable(out or results_dir / "report", "report directory")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = write_report(results_dir, out)
+    for warning in caught:
+        click.echo(f"clipbench: warning: {warning.message}", err=True)
+    for path in written:
+        click.echo(path)
+
+
 def main() -> None:
     """Console entry point: one line and exit status 2 for input errors, never a traceback."""
     try:

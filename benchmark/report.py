@@ -1,0 +1,97 @@
+"""Tables from stored results: a pure function of the result JSONs in a folder.
+
+``load_results`` reads every ``*.json`` (a corrupt or foreign file is skipped with a warning that
+names it); ``long_form`` flattens them into one row per cell and metric; ``pivot`` builds
+attack x defense tables of mean ± std over seeds; ``write_report`` writes them as CSV, Markdown
+and LaTeX.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from .results import SCHEMA_VERSION
+
+METRICS = ("ca_top1", "asr", "asr_all", "ra")
+LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA"}
+
+
+def load_results(folder: Path) -> list[dict]:
+    """Every clipbench result JSON under ``folder`` (recursively), sorted by cell name."""
+    results = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            warnings.warn(f"skipping {path}: not readable JSON ({error})", stacklevel=2)
+            continue
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "cell" not in data:
+            warnings.warn(f"skipping {path}: not a clipbench result (schema {SCHEMA_VERSION})", stacklevel=2)
+            continue
+        results.append(data)
+    return sorted(results, key=lambda r: r["cell"]["name"])
+
+
+def long_form(results: list[dict]) -> pd.DataFrame:
+    """One row per (cell, metric): value, interval, counts, status, and the cost of the defense."""
+    rows = []
+    for result in results:
+        cell = result["cell"]
+        defense_stage = result.get("stages", {}).get("defense", {})
+        cost = defense_stage.get("build", {}) or defense_stage
+        base = {k: cell[k] for k in ("preset", "model", "attack", "defense", "seed")}
+        base.update({"status": result["status"], "provenance": result["provenance"]["defense"],
+                     "defense_wall_s": cost.get("wall_s"), "defense_peak_rss_mib": cost.get("peak_rss_mib")})
+        if result["status"] != "ok":
+            rows.append({**base, "metric": None, "value": None, "error": result.get("error")})
+            continue
+        for name, metric in result["metrics"].items():
+            rows.append({**base, "metric": name, "value": metric["value"], "ci_low": metric["ci95"][0],
+                         "ci_high": metric["ci95"][1], "successes": metric["successes"], "total": metric["total"]})
+        for name, metric in result.get("clean_model_metrics", {}).items():
+            rows.append({**base, "metric": f"clean_model_{name}", "value": metric["value"], "ci_low": metric["ci95"][0],
+                         "ci_high": metric["ci95"][1], "successes": metric["successes"], "total": metric["total"]})
+    return pd.DataFrame(rows)
+
+
+def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Attack x defense table of ``metric`` in percent, "mean ± std (n seeds)"."""
+    subset = frame[(frame["metric"] == metric) & (frame["status"] == "ok")]
+    if subset.empty:
+        return pd.DataFrame()
+    grouped = subset.groupby(["attack", "defense"])["value"].agg(["mean", "std", "count"]).reset_index()
+
+    def fmt(row) -> str:
+        std = 0.0 if pd.isna(row["std"]) else row["std"]
+        return f"{100 * row['mean']:.1f} ± {100 * std:.1f} (n={int(row['count'])})"
+
+    grouped["cell"] = grouped.apply(fmt, axis=1)
+    return grouped.pivot(index="attack", columns="defense", values="cell").fillna("-")
+
+
+def write_report(results_folder: Path, out: Path) -> list[Path]:
+    """Write the long-form CSV and one pivot per metric (CSV, Markdown, LaTeX) into ``out``."""
+    results = load_results(results_folder)
+    frame = long_form(results)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results_long.csv"]
+    frame.to_csv(written[0], index=False)
+    sections = []
+    for metric in METRICS + ("clean_model_ca_top1", "clean_model_asr"):
+        table = pivot(frame, metric)
+        if table.empty:
+            continue
+        stem = out / f"pivot_{metric}"
+        table.to_csv(stem.with_suffix(".csv"))
+        stem.with_suffix(".tex").write_text(table.to_latex())
+        markdown = table.to_markdown()
+        stem.with_suffix(".md").write_text(markdown + "\n")
+        sections.append(f"### {LABELS.get(metric, metric)} (%)\n\n{markdown}\n")
+        written += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    (out / "tables.md").write_text("\n".join(sections))
+    written.append(out / "tables.md")
+    return written

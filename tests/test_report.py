@@ -1,0 +1,57 @@
+"""``clipbench report``: tables are a pure function of the stored result JSONs."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from clipbench.report import load_results, long_form, pivot
+
+
+def fake_result(attack: str, defense: str, seed: int, asr: float, status: str = "ok") -> dict:
+    metric = lambda v: {"value": v, "successes": int(v * 100), "total": 100, "ci95": [max(0, v - 0.1), min(1, v + 0.1)], "definition": "x"}
+    return {
+        "schema_version": 1, "status": status, "error": None if status == "ok" else "boom",
+        "cell": {"preset": "micro", "model": "m", "attack": attack, "defense": defense, "seed": seed,
+                 "name": f"{attack}__{defense}__{seed}"},
+        "metrics": {"ca_top1": metric(0.8), "asr": metric(asr), "asr_all": metric(asr), "ra": metric(1 - asr)} if status == "ok" else {},
+        "stages": {"defense": {"wall_s": 1.0, "peak_rss_mib": 10.0, "build": {"wall_s": 2.0, "peak_rss_mib": 20.0}}},
+        "provenance": {"defense": "official method"},
+    }
+
+
+def test_pivot_is_mean_and_std_over_seeds(tmp_path):
+    for seed, asr in ((0, 0.5), (1, 0.7)):
+        (tmp_path / f"a{seed}.json").write_text(json.dumps(fake_result("badnet", "none", seed, asr)))
+    frame = long_form(load_results(tmp_path))
+    table = pivot(frame, "asr")
+    assert table.loc["badnet", "none"] == "60.0 ± 14.1 (n=2)"
+    assert set(frame["defense_wall_s"]) == {2.0}, "the cost of the run that built the defense is reported"
+
+
+def test_corrupt_and_foreign_files_are_skipped_with_a_warning(tmp_path, recwarn):
+    (tmp_path / "good.json").write_text(json.dumps(fake_result("sig", "finetune", 0, 0.9)))
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    results = load_results(tmp_path)
+    assert [r["cell"]["attack"] for r in results] == ["sig"]
+    messages = " ".join(str(w.message) for w in recwarn)
+    assert "broken.json" in messages and "foreign.json" in messages
+
+
+def test_failed_cells_are_kept_but_not_averaged(tmp_path):
+    (tmp_path / "ok.json").write_text(json.dumps(fake_result("badnet", "none", 0, 1.0)))
+    (tmp_path / "bad.json").write_text(json.dumps(fake_result("badnet", "none", 1, 0.0, status="failed")))
+    frame = long_form(load_results(tmp_path))
+    assert (frame["status"] == "failed").sum() == 1
+    assert pivot(frame, "asr").loc["badnet", "none"] == "100.0 ± 0.0 (n=1)"
+
+
+def test_report_command_writes_tables(cli_runner, tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps(fake_result("blended", "finetune", 0, 0.25)))
+    done = cli_runner(["report", "--results-dir", tmp_path, "--out", tmp_path / "out"])
+    assert done.exit_code == 0, done.output
+    markdown = (tmp_path / "out" / "pivot_asr.md").read_text()
+    assert "blended" in markdown and "25.0" in markdown
+    assert pd.read_csv(tmp_path / "out" / "results_long.csv").shape[0] == 4
