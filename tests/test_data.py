@@ -195,7 +195,7 @@ def test_split_seed_changes_the_scenario(micro_scenario, micro_config, fashion_m
 def test_unknown_target_class_raises(micro_config, tmp_path):
     import dataclasses
 
-    with pytest.raises(ClipbenchError, match="target class 'handbag' is not in the scenario; valid: t-shirt"):
+    with pytest.raises(ClipbenchError, match="scenario.target 'handbag' is not a class of the scenario; valid: t-shirt"):
         load_scenario(dataclasses.replace(micro_config, target="handbag"), tmp_path)
 
 
