@@ -37,9 +37,6 @@ def _register(preset: Preset) -> Preset:
     return preset
 
 
-# Post-training fine-tuning at tiny scale: CleanCLIP's lr of 1e-5 on a 5K-pair split barely moves
-# a model pretrained at 5e-4, so the tiny preset fine-tunes at the victim's learning rate.
-_TINY_FINETUNE = {"epochs": "5", "batch_size": "64", "lr": "5e-5", "warmup_steps": "50"}
 
 # Attack geometry at 32 px: the papers' 16 px patch at 224 px scales to 2 px; the tiny preset uses
 # 28 px at 224 (4 px at 32 px), the 4x4 patch measured to implant in DESIGN.md. BadCLIP's patch
@@ -48,6 +45,22 @@ TINY_ATTACKS = {
     "badnet": {"patch_size": "28"},
     "label_consistent": {"patch_size": "28"},
     "badclip": {"patch_size": "28", "epochs": "5", "max_images": "2000"},
+}
+
+# Defenses at tiny scale, beside the papers' values (each module's docstring):
+# - post-training (finetune, cleanclip, abd): 5 epochs, batch 64, lr 5e-5 on the 5K clean pairs
+#   (papers: 10 epochs at lr 1e-5 on 100K pairs);
+# - training-time (roclip, safeclip) replace the victim's training, so they get its schedule:
+#   5 epochs, batch 128, lr 5e-4 (RoCLIP: 24 epochs, batch 512, lr 5e-5; SafeCLIP: 32 epochs);
+#   RoCLIP's pool is 2,000 captions of the 10K victim pairs (paper: 21,845 of 1M+); SafeCLIP warms
+#   up 1 unimodal epoch (paper: 5) and runs 3 split epochs after its CLIP warm-up.
+_TINY_POST = {"epochs": "5", "batch_size": "64", "lr": "5e-5", "warmup_steps": "50"}
+TINY_DEFENSES = {
+    "finetune": _TINY_POST,
+    "cleanclip": _TINY_POST,
+    "abd": {**_TINY_POST, "craft_steps": "200"},
+    "roclip": {"epochs": "5", "batch_size": "128", "lr": "5e-4", "warmup_steps": "50", "pool_size": "2000"},
+    "safeclip": {"epochs": "3", "batch_size": "128", "lr": "5e-4", "unimodal_epochs": "1"},
 }
 
 TINY = _register(
@@ -61,9 +74,11 @@ TINY = _register(
         poison=PoisonConfig(count=300),
         victim=TrainConfig(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50),
         attack_overrides=TINY_ATTACKS,
-        defense_overrides={"finetune": _TINY_FINETUNE},
+        defense_overrides=TINY_DEFENSES,
     )
 )
+
+_MICRO_POST = {"epochs": "1", "batch_size": "32", "lr": "1e-3", "warmup_steps": "2"}
 
 MICRO = _register(
     Preset(
@@ -75,6 +90,10 @@ MICRO = _register(
         pretrain=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2, seed=0),
         poison=PoisonConfig(count=32),
         victim=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2),
-        defense_overrides={"finetune": {"epochs": "1", "batch_size": "32", "lr": "1e-3", "warmup_steps": "2"}},
+        defense_overrides={
+            "finetune": _MICRO_POST, "cleanclip": _MICRO_POST, "abd": {**_MICRO_POST, "craft_steps": "3", "craft_batch_size": "16"},
+            "roclip": {**_MICRO_POST, "pool_size": "64"},
+            "safeclip": {**_MICRO_POST, "unimodal_epochs": "1", "clip_warmup_epochs": "1"},
+        },
     )
 )

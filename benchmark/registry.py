@@ -98,7 +98,9 @@ ATTACKS: Registry = Registry(
     "clipbench.attacks",
 )
 DEFENSES: Registry = Registry(
-    "defense", ("clipbench.defenses.none", "clipbench.defenses.finetune"), "clipbench.defenses"
+    "defense",
+    tuple(f"clipbench.defenses.{m}" for m in ("none", "finetune", "cleanclip", "abd", "roclip", "safeclip")),
+    "clipbench.defenses",
 )
 PRESETS: Registry = Registry("preset", ("clipbench.presets",))
 MODELS: Registry = Registry("model", ("clipbench.model_zoo",))

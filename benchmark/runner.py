@@ -201,10 +201,12 @@ class Runner:
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.victim,
                                          images=self.images(cell, "victim", pipeline), seed=seed, device=self.device,
                                          captions=self._poisoned_captions(cell, manifest), trigger_rows=rows,
-                                         trigger=transform, extras={"victim_train": cell.preset.victim})
+                                         trigger=transform, cache_dir=str(self.store.root),
+                                         extras={"victim_train": cell.preset.victim})
             else:
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.defense,
-                                         images=self.images(cell, "defense", pipeline), seed=seed, device=self.device)
+                                         images=self.images(cell, "defense", pipeline), seed=seed, device=self.device,
+                                         cache_dir=str(self.store.root))
             defended = cell.defense_cls(cell.defense_config).run(context)
             if defended is None:
                 source_stage = "clean" if training_time else "victim"

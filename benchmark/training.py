@@ -1,16 +1,19 @@
 """The shared contrastive training loop (CLIP loss, AdamW, cosine schedule with warmup, seeded).
 
-Every stage that trains (pretraining, victim poisoning, fine-tuning defenses) goes through
-:func:`train_contrastive`; defenses with extra terms pass ``extra_loss``.
+Every stage that trains (pretraining, victim poisoning, every fine-tuning defense) goes through
+:func:`train_contrastive`. A defense with another loss passes an ``objective`` that maps a
+:class:`Batch` to a loss; the default is CLIP's symmetric InfoNCE on the batch's pairs.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.pairs import PairSet
@@ -35,15 +38,59 @@ def autocast(precision: str, device: torch.device):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-#: Extra loss hook: (clip model, batch images float, batch tokens, batch rows) -> loss tensor.
-ExtraLoss = Callable[[ClipModel, torch.Tensor, torch.Tensor, np.ndarray], torch.Tensor]
-
-
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE of CLIP (Radford et al., 2021), as open_clip's ``ClipLoss`` on one device."""
     logits = logit_scale * image_features @ text_features.t()
     labels = torch.arange(len(logits), device=logits.device)
-    return 0.5 * (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels))
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+@dataclass
+class Batch:
+    """One training batch: uint8 images (triggers already applied), captions, and where they came from."""
+
+    clip: ClipModel
+    pipeline: ImagePipeline
+    images: torch.Tensor
+    captions: list[str]
+    rows: np.ndarray
+    ids: torch.Tensor
+    epoch: int
+    device: torch.device
+
+    def encode_images(self, images: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """L2-normalised image embeddings of ``images`` (default: the batch's)."""
+        pixel = self.pipeline.normalize(self.images if images is None else images).to(self.device, non_blocking=True)
+        return F.normalize(self.clip.model.encode_image(pixel).float(), dim=-1)
+
+    def encode_texts(self, captions: Optional[list[str]] = None) -> torch.Tensor:
+        """L2-normalised text embeddings of ``captions`` (default: the batch's)."""
+        tokens = self.clip.tokenize(self.captions if captions is None else captions).to(self.device, non_blocking=True)
+        return F.normalize(self.clip.model.encode_text(tokens).float(), dim=-1)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.model.logit_scale.exp().float()
+
+
+#: A training objective: batch -> scalar loss.
+Objective = Callable[[Batch], torch.Tensor]
+
+
+def clip_objective(batch: Batch) -> torch.Tensor:
+    """CLIP's loss on the batch's own pairs."""
+    return clip_loss(batch.encode_images(), batch.encode_texts(), batch.logit_scale)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "logit_scale" in name else decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, 0.98), eps=1e-6,
+    )
 
 
 def train_contrastive(
@@ -55,15 +102,17 @@ def train_contrastive(
     trigger_rows: Optional[np.ndarray] = None,
     trigger: Optional[TriggerFn] = None,
     captions: Optional[list[str]] = None,
-    extra_loss: Optional[ExtraLoss] = None,
+    objective: Objective = clip_objective,
+    on_epoch_start: Optional[Callable[[int], None]] = None,
     description: str = "train",
     device: torch.device = torch.device("cpu"),
 ) -> dict:
-    """Fine-tune ``clip`` in place on (``images``, captions) with the CLIP loss.
+    """Train ``clip`` in place on (``images``, captions) with ``objective``.
 
     ``images`` are uint8 at the model resolution, aligned with ``pairs``. Rows in ``trigger_rows``
-    get ``trigger`` applied (through :meth:`ImagePipeline.model_input`) each time they are drawn;
-    ``captions`` replaces ``pairs.captions`` when given. Returns loss statistics.
+    get ``trigger`` applied each time they are drawn (the same function evaluation uses);
+    ``captions`` replaces ``pairs.captions`` when given. A non-finite loss raises
+    :class:`DivergenceError`. Returns loss statistics.
     """
     config.validate()
     model = clip.model.to(device)
@@ -74,43 +123,31 @@ def train_contrastive(
     total = steps_per_epoch * config.epochs
     if total == 0:
         return {"steps": 0, "final_loss": None}
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or "logit_scale" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_with_warmup(step, total, config.warmup_steps)
-    )
+    optimizer = _optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total, config.warmup_steps))
     poisoned_mask = np.zeros(n, dtype=bool)
     if trigger_rows is not None:
         poisoned_mask[trigger_rows] = True
     ids = torch.as_tensor(pairs.ids)
     generator = np.random.default_rng(config.seed)
-    losses = []
+    losses: list[float] = []
     progress = tqdm(total=total, desc=description, unit="step", leave=False, mininterval=1.0)
-    for _epoch in range(config.epochs):
+    for epoch in range(config.epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+            model.train()
         order = generator.permutation(n)
         for step in range(steps_per_epoch):
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch = images[rows]
+            batch_images = images[rows]
             hit = poisoned_mask[rows]
             if trigger is not None and hit.any():
-                batch = batch.clone()
+                batch_images = batch_images.clone()
                 hit_rows = torch.as_tensor(np.nonzero(hit)[0])
-                batch[hit_rows] = trigger(batch[hit_rows], ids[rows[hit]])
-            pixel = pipeline.normalize(batch).to(device, non_blocking=True)
-            tokens = clip.tokenize([captions[i] for i in rows]).to(device, non_blocking=True)
+                batch_images[hit_rows] = trigger(batch_images[hit_rows], ids[rows[hit]])
+            batch = Batch(clip, pipeline, batch_images, [captions[i] for i in rows], rows, ids[rows], epoch, device)
             with autocast(config.precision, device):
-                image_features, text_features, logit_scale = _forward(model, pixel, tokens)
-                loss = clip_loss(image_features.float(), text_features.float(), logit_scale.float())
-                if extra_loss is not None:
-                    loss = loss + extra_loss(clip, pixel, tokens, rows)
+                loss = objective(batch)
             if not torch.isfinite(loss):
                 progress.close()
                 raise DivergenceError(f"{description}: non-finite loss ({loss.item()}) at step {len(losses)}")
@@ -129,10 +166,3 @@ def train_contrastive(
     progress.close()
     model.eval()
     return {"steps": len(losses), "first_loss": losses[0], "final_loss": float(np.mean(losses[-20:]))}
-
-
-def _forward(model: torch.nn.Module, pixel: torch.Tensor, tokens: torch.Tensor):
-    output = model(pixel, tokens)
-    if isinstance(output, dict):
-        return output["image_features"], output["text_features"], output["logit_scale"]
-    return output[0], output[1], output[2]

@@ -47,6 +47,7 @@ class DefenseContext:
     captions: Optional[list[str]] = None
     trigger_rows: Optional["np.ndarray"] = None
     trigger: Optional["TriggerFn"] = None
+    cache_dir: Optional[str] = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -25,16 +25,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Fashion-MNIST: the Debian package is the offline source (DESIGN.md); clipbench falls back to the
-# Hugging Face hub and the original download by itself when this is not possible.
+# Data from Debian packages (DESIGN.md): Fashion-MNIST for the tiny preset, and WordNet for EDA.
+# Without apt, clipbench falls back to the Hugging Face hub (Fashion-MNIST) and nltk's downloader.
+missing=""
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ -z "${CLIPBENCH_FASHION_MNIST_DIR:-}" ]; then
-  if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO="sudo -n"; fi
-    echo "clipbench setup: installing the Debian package dataset-fashion-mnist" >&2
-    if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1; then
-      echo "clipbench setup: could not install dataset-fashion-mnist; clipbench will try the Hugging Face hub" >&2
-    fi
+  missing="$missing dataset-fashion-mnist"
+fi
+if [ ! -f /usr/share/wordnet/data.noun ]; then missing="$missing wordnet-base"; fi
+if [ ! -f /usr/share/wordnet/index.sense ]; then missing="$missing wordnet-sense-index"; fi
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo -n"; fi
+  echo "clipbench setup: installing Debian packages:$missing" >&2
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing; } >/dev/null 2>&1; then
+    echo "clipbench setup: could not install$missing; clipbench will try the Hugging Face hub and nltk's downloader" >&2
   fi
 fi
 echo "clipbench setup: ready (.venv/bin/clipbench)" >&2

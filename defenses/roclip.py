@@ -1,0 +1,100 @@
+"""RoCLIP (Yang et al., NeurIPS 2023, arXiv 2303.06854): a training-time defense.
+
+Training starts from the clean model on the (poisoned) training pairs. On every ``match_every``-th
+epoch each image is paired with the caption of a large, varying pool whose embedding is nearest to
+the image's, instead of with its own caption; the other epochs use the plain CLIP loss. The pool
+is redrawn from the training captions and re-embedded at the start of each matching epoch. Images
+are augmented and captions go through EDA. Defaults are the official code's: pool 21,845,
+matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1 (REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from clipbench.config import require
+from clipbench.registry import register_defense
+
+from .base import Defense, FineTuneSettings
+
+
+@dataclass(frozen=True)
+class RoClipConfig(FineTuneSettings):
+    """RoCLIP's pool and schedule (official code defaults)."""
+
+    epochs: int = 24
+    batch_size: int = 512
+    lr: float = 5e-5
+    warmup_steps: int = 0
+    pool_size: int = 21845
+    match_every: int = 2
+    augmentation: Literal["simclr", "autoaugment", "none"] = "simclr"
+    eda_rate: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.pool_size > 0, f"defense.pool_size must be positive, got {self.pool_size}")
+        require(self.match_every >= 1, f"defense.match_every must be >= 1, got {self.match_every}")
+        require(0 <= self.eda_rate <= 1, f"defense.eda_rate must be in [0, 1], got {self.eda_rate}")
+
+
+@register_defense("roclip")
+class RoClip(Defense):
+    Config = RoClipConfig
+    stage = "training_time"
+    description = "train on poisoned data, pairing images with nearest captions of a varying pool every 2nd epoch"
+    source = "Yang et al. NeurIPS 2023 (arXiv 2303.06854); defaults from the official code"
+
+    def run(self, context):
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from clipbench.augment import augment
+        from clipbench.eda import Eda, EdaConfig
+        from clipbench.training import clip_loss, train_contrastive
+
+        from .training_time import whole
+
+        config = self.config
+        data = whole(context)
+        captions = data["captions"]
+        require(config.pool_size <= len(captions),
+                f"defense.pool_size ({config.pool_size}) is larger than the {len(captions)} training captions")
+        rate = config.eda_rate
+        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir) if rate > 0 else None
+        generator = torch.Generator().manual_seed(context.seed)
+        rng = np.random.default_rng(context.seed)
+        pool: dict = {}
+        clip = context.model
+
+        def on_epoch_start(epoch: int) -> None:
+            pool.clear()
+            if (epoch + 1) % config.match_every != 0:
+                return
+            texts = [captions[i] for i in rng.choice(len(captions), size=config.pool_size, replace=False)]
+            clip.model.eval()
+            with torch.no_grad():
+                embeddings = torch.cat([
+                    F.normalize(clip.model.encode_text(clip.tokenize(texts[i : i + 1024]).to(context.device)).float(), dim=-1)
+                    for i in range(0, len(texts), 1024)
+                ])
+            pool.update(texts=texts, embeddings=embeddings)
+
+        def objective(batch):
+            images = batch.images if config.augmentation == "none" else augment(batch.images, generator, config.augmentation)
+            image_features = batch.encode_images(images)
+            if pool:
+                with torch.no_grad():
+                    nearest = (image_features.detach() @ pool["embeddings"].t()).argmax(dim=1).tolist()
+                texts = [pool["texts"][i] for i in nearest]
+            else:
+                texts = batch.captions
+            if eda is not None:
+                texts = eda.batch(texts)
+            return clip_loss(image_features, batch.encode_texts(texts), batch.logit_scale)
+
+        train_contrastive(clip, context.pipeline, config=config.train_config(context.seed), objective=objective,
+                          on_epoch_start=on_epoch_start, description="defense roclip", device=context.device, **data)
+        return clip

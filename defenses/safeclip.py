@@ -1,0 +1,139 @@
+"""SafeCLIP (Yang et al., ICML 2024, arXiv 2310.05862): a training-time defense.
+
+From the clean model on the (poisoned) training pairs:
+
+1. unimodal warm-up: ``unimodal_epochs`` of image-vs-augmented-image and text-vs-EDA-text losses
+   only, which separates the modalities' clusters without learning poisoned image-text links;
+2. CLIP warm-up: ``clip_warmup_epochs`` of the CLIP loss at a small learning rate;
+3. then every epoch: the cosine similarity of every image with its caption; a two-component
+   Gaussian mixture on those similarities; pairs in the top ``ratio`` by similarity form the safe
+   set (CLIP loss), the rest the risky set (unimodal losses). The first ratio is the fraction with
+   p(clean) >= ``clean_threshold`` under the mixture (``initial_ratio`` when that is 0); it grows
+   by ``ratio_step`` per epoch up to ``max_ratio``.
+
+Defaults are the official code's (REFERENCE.md): 5 unimodal warm-up epochs, 1 CLIP warm-up epoch
+at lr 5e-6, p >= 0.9, fallback ratio 0.15, +0.01 per epoch, cap 0.85, lr 5e-4, 32 epochs, batch
+128. Each epoch is one call of the shared training loop with a cosine-decayed learning rate, so
+AdamW's moments restart every epoch (the official code keeps one optimizer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from clipbench.config import require
+from clipbench.registry import register_defense
+
+from .base import Defense, FineTuneSettings
+
+
+@dataclass(frozen=True)
+class SafeClipConfig(FineTuneSettings):
+    """SafeCLIP's warm-ups, mixture split and schedule (official code defaults)."""
+
+    epochs: int = 32
+    batch_size: int = 128
+    lr: float = 5e-4
+    warmup_steps: int = 0
+    unimodal_epochs: int = 5
+    clip_warmup_epochs: int = 1
+    clip_warmup_lr: float = 5e-6
+    clean_threshold: float = 0.9
+    initial_ratio: float = 0.15
+    ratio_step: float = 0.01
+    max_ratio: float = 0.85
+    augmentation: Literal["simclr", "autoaugment"] = "simclr"
+    eda_rate: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("unimodal_epochs", "clip_warmup_epochs"):
+            require(getattr(self, name) >= 0, f"defense.{name} must be >= 0, got {getattr(self, name)}")
+        require(self.clip_warmup_lr > 0, f"defense.clip_warmup_lr must be positive, got {self.clip_warmup_lr}")
+        for name in ("clean_threshold", "initial_ratio", "ratio_step", "max_ratio", "eda_rate"):
+            value = getattr(self, name)
+            require(0 <= value <= 1, f"defense.{name} must be in [0, 1], got {value}")
+
+
+def pair_similarities(context, data) -> "np.ndarray":
+    """Cosine similarity of every (possibly triggered) image with its caption under the current model."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    clip, pipeline = context.model, context.pipeline
+    images, captions = data["images"], data["captions"]
+    poisoned = np.zeros(len(images), dtype=bool)
+    poisoned[data["trigger_rows"]] = True
+    ids = torch.as_tensor(data["pairs"].ids)
+    clip.model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), 512):
+            rows = np.arange(start, min(start + 512, len(images)))
+            batch = images[rows].clone()
+            hit = poisoned[rows]
+            if data["trigger"] is not None and hit.any():
+                batch[torch.as_tensor(np.nonzero(hit)[0])] = data["trigger"](batch[torch.as_tensor(np.nonzero(hit)[0])], ids[rows[hit]])
+            image = F.normalize(clip.model.encode_image(pipeline.normalize(batch).to(context.device)).float(), dim=-1)
+            text = F.normalize(clip.model.encode_text(clip.tokenize([captions[i] for i in rows]).to(context.device)).float(), dim=-1)
+            out.append((image * text).sum(-1).cpu())
+    return torch.cat(out).numpy()
+
+
+@register_defense("safeclip")
+class SafeClip(Defense):
+    Config = SafeClipConfig
+    stage = "training_time"
+    description = "unimodal warm-up, then a GMM on image-caption similarity splits safe (CLIP loss) from risky (unimodal) pairs"
+    source = "Yang et al. ICML 2024 (arXiv 2310.05862); defaults from the official code"
+
+    def run(self, context):
+        import numpy as np
+        import torch
+
+        from clipbench.eda import Eda, EdaConfig
+        from clipbench.training import clip_objective, train_contrastive
+
+        from .gmm import fit_gmm
+        from .training_time import subset, whole
+        from .unimodal import unimodal_terms
+
+        config = self.config
+        rate = config.eda_rate
+        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
+        generator = torch.Generator().manual_seed(context.seed)
+        clip, data = context.model, whole(context)
+        base = config.train_config(context.seed)
+
+        def unimodal(batch):
+            image_loss, text_loss = unimodal_terms(batch, eda, generator, config.augmentation)
+            return 0.5 * (image_loss + text_loss)
+
+        def train(kwargs, objective, epochs, lr, seed, name):
+            if epochs and len(kwargs["pairs"]) >= base.batch_size:
+                train_contrastive(clip, context.pipeline, config=replace(base, epochs=epochs, lr=lr, seed=seed),
+                                  objective=objective, description=f"defense safeclip {name}", device=context.device, **kwargs)
+
+        train(data, unimodal, config.unimodal_epochs, config.lr, context.seed, "unimodal warm-up")
+        train(data, clip_objective, config.clip_warmup_epochs, config.clip_warmup_lr, context.seed + 1, "clip warm-up")
+        ratio = None
+        history = []
+        for epoch in range(config.epochs):
+            similarity = pair_similarities(context, data)
+            mixture = fit_gmm(similarity)
+            if ratio is None:
+                share = float((mixture.posterior_high(similarity) >= config.clean_threshold).mean())
+                ratio = share if share > 0 else config.initial_ratio
+            current = min(config.max_ratio, ratio + config.ratio_step * epoch)
+            order = np.argsort(-similarity)
+            safe, risky = np.sort(order[: int(round(current * len(order)))]), np.sort(order[int(round(current * len(order))):])
+            lr = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, config.epochs)))
+            train(subset(context, safe), clip_objective, 1, lr, context.seed + 10 + epoch, f"epoch {epoch + 1} safe")
+            train(subset(context, risky), unimodal, 1, lr, context.seed + 1000 + epoch, f"epoch {epoch + 1} risky")
+            poisoned_safe = int(np.isin(safe, context.trigger_rows).sum()) if context.trigger_rows is not None else 0
+            history.append({"epoch": epoch + 1, "safe_ratio": round(current, 4), "safe": len(safe), "poisoned_in_safe": poisoned_safe})
+        context.extras["safeclip_history"] = history
+        return clip
