@@ -113,4 +113,5 @@ def resolve_cell(request: CellRequest) -> Cell:
     defense_config = _method_config(
         defense_cls, preset.defense_overrides.get(request.defense, {}), request.overrides.get("defense", {}), "defense"
     )
+    defense_cls.check_scenario(defense_config, preset.scenario)
     return Cell(request, preset, attack_cls, attack_config, defense_cls, defense_config)

@@ -85,6 +85,8 @@ class Defense:
     source: ClassVar[str] = ""
     provenance: ClassVar[str] = "official method"
     registry_name: ClassVar[str] = ""
+    #: Post-training defenses that fine-tune need the scenario's clean defense split.
+    needs_clean_pairs: ClassVar[bool] = True
 
     def __init__(self, config: Any):
         validate = getattr(config, "validate", None)
@@ -95,6 +97,13 @@ class Defense:
     @classmethod
     def default_config(cls) -> Any:
         return cls.Config()
+
+    @classmethod
+    def check_scenario(cls, config: Any, scenario: Any) -> None:
+        """Reject a config that cannot work with the scenario (called before anything runs)."""
+        if cls.stage == "post_training" and cls.needs_clean_pairs:
+            require(scenario.defense_size > 0,
+                    f"defense {cls.registry_name} needs a clean defense split, but scenario.defense_size is 0")
 
     def run(self, context: DefenseContext) -> Optional["ClipModel"]:
         """Return the defended model, or ``None`` when the input model is returned unchanged."""

@@ -20,6 +20,7 @@ class NoDefense(Defense):
     stage = "post_training"
     description = "no defense: evaluate the poisoned victim"
     source = "baseline"
+    needs_clean_pairs = False
 
     def run(self, context):
         return None

@@ -46,6 +46,11 @@ class RoClip(Defense):
     description = "train on poisoned data, pairing images with nearest captions of a varying pool every 2nd epoch"
     source = "Yang et al. NeurIPS 2023 (arXiv 2303.06854); defaults from the official code"
 
+    @classmethod
+    def check_scenario(cls, config, scenario) -> None:
+        require(config.pool_size <= scenario.victim_size,
+                f"defense.pool_size ({config.pool_size}) is larger than the {scenario.victim_size} training pairs")
+
     def run(self, context):
         import numpy as np
         import torch

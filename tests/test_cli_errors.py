@@ -21,6 +21,9 @@ CASES = {
                              "attack.pattern_file /nonexistent/kitty.png does not exist"),
     "pattern file not an image": (["--attack", "blended", "--set", "attack.pattern=image", "--set", "attack.pattern_file=/etc/hostname"],
                                   "attack.pattern_file /etc/hostname is not a readable image"),
+    "negative loss weight": (["--defense", "cleanclip", "--set", "defense.inmodal_weight=-1"], "defense.inmodal_weight must be >= 0, got -1.0"),
+    "pool larger than the data": (["--defense", "roclip", "--set", "defense.pool_size=100000"], "defense.pool_size (100000) is larger than the 256 training pairs"),
+    "defense without a clean split": (["--defense", "finetune", "--set", "scenario.defense_size=0"], "defense finetune needs a clean defense split"),
     "unknown target class": (["--set", "scenario.target=banana"], "scenario.target 'banana' is not a class of the scenario"),
 }
 

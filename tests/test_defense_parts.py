@@ -1,0 +1,92 @@
+"""Pieces of the defenses: EDA, the Gaussian mixture, ABD's patch, RoCLIP's and SafeCLIP's wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clipbench.errors import ClipbenchError
+
+
+@pytest.fixture(scope="module")
+def eda_factory(tmp_path_factory):
+    from clipbench.eda import Eda, EdaConfig
+
+    cache = str(tmp_path_factory.mktemp("eda-cache"))
+    return lambda seed=0, rate=0.1: Eda(EdaConfig(rate, rate, rate, rate), seed=seed, cache_dir=cache)
+
+
+def test_eda_is_seeded_and_changes_captions(eda_factory):
+    captions = ["a product shot of a handbag.", "a black and white photo of a sneaker.", "my new winter coat."] * 5
+    first, second = eda_factory(seed=3).batch(captions), eda_factory(seed=3).batch(captions)
+    assert first == second
+    assert sum(a != b.rstrip(".") for a, b in zip(first, captions)) >= 5
+
+
+def test_eda_synonyms_come_from_wordnet(eda_factory):
+    synonyms = eda_factory().synonyms("handbag")
+    assert "purse" in synonyms or "bag" in synonyms, synonyms
+
+
+def test_gmm_recovers_two_modes():
+    from clipbench.defenses.gmm import fit_gmm
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0.1, 0.02, 900), rng.normal(0.6, 0.05, 100)])
+    mixture = fit_gmm(values)
+    assert mixture.means[0] == pytest.approx(0.1, abs=0.01) and mixture.means[1] == pytest.approx(0.6, abs=0.02)
+    assert mixture.weights[1] == pytest.approx(0.1, abs=0.02)
+    posterior = mixture.posterior_high(np.array([0.1, 0.6]))
+    assert posterior[0] < 0.01 and posterior[1] > 0.99
+
+
+def test_gmm_cannot_split_equal_values():
+    from clipbench.defenses.gmm import fit_gmm
+
+    with pytest.raises(ClipbenchError, match="all equal"):
+        fit_gmm(np.full(50, 0.3))
+
+
+def test_abd_paste_touches_only_one_square_per_image():
+    from clipbench.defenses.abd import paste
+
+    images = torch.zeros((6, 3, 16, 16))
+    patch = torch.ones((3, 4, 4))
+    out = paste(images, patch, torch.Generator().manual_seed(0))
+    assert ((out == 1).sum(dim=(1, 2, 3)) == 3 * 16).all()
+
+
+def test_abd_craft_patch_is_deterministic_and_ablations_reach_it():
+    from clipbench.data.pairs import PairSet
+    from clipbench.defenses.abd import AbdConfig, craft_patch
+    from clipbench.defenses.base import DefenseContext
+    from clipbench.image_pipeline import ImagePipeline
+    from clipbench.models import create_model
+
+    clip = create_model("clipbench-micro-vit", seed=0)
+    pairs = PairSet(np.zeros((32, 3, 16, 16), np.uint8), np.arange(32) % 10, ["a bag."] * 32, np.arange(32))
+    images = torch.randint(0, 256, (32, 3, 16, 16), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
+    context = DefenseContext(clip, ImagePipeline.from_model(clip.model), pairs, images, 0, torch.device("cpu"))
+    patches = []
+    for backdoor_loss in (True, True, False):
+        config = AbdConfig(craft_steps=3, craft_batch_size=8, backdoor_loss=backdoor_loss)
+        patches.append(craft_patch(config, context, torch.Generator().manual_seed(5)))
+    assert patches[0].dtype == torch.uint8 and patches[0].shape == (3, 2, 2)
+    assert torch.equal(patches[0], patches[1])
+    assert not torch.equal(patches[0], patches[2]), "the plain UAP objective gives another patch"
+
+
+def test_training_time_subset_keeps_triggers_and_poisoned_captions():
+    from clipbench.data.pairs import PairSet
+    from clipbench.defenses.base import DefenseContext
+    from clipbench.defenses.training_time import subset
+
+    pairs = PairSet(np.zeros((10, 3, 4, 4), np.uint8), np.zeros(10, np.int64), [f"c{i}" for i in range(10)], np.arange(10))
+    captions = [f"c{i}" if i not in (2, 7) else "a photo of a bag." for i in range(10)]
+    context = DefenseContext(None, None, pairs, torch.zeros((10, 3, 4, 4), dtype=torch.uint8), 0, torch.device("cpu"),
+                             captions=captions, trigger_rows=np.array([2, 7]), trigger=lambda x, ids: x)
+    picked = subset(context, np.array([1, 2, 5, 7]))
+    assert picked["trigger_rows"].tolist() == [1, 3]
+    assert picked["captions"] == ["c1", "a photo of a bag.", "c5", "a photo of a bag."]
+    assert picked["pairs"].ids.tolist() == [1, 2, 5, 7]
