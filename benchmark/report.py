@@ -17,7 +17,8 @@ import pandas as pd
 from .results import SCHEMA_VERSION
 
 METRICS = ("ca_top1", "asr", "asr_all", "ra")
-LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA"}
+LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA",
+          "clean_model_ca_top1": "clean model CA", "clean_model_asr": "clean model ASR (trigger before poisoning)"}
 
 
 def load_results(folder: Path) -> list[dict]:
@@ -73,14 +74,16 @@ def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return grouped.pivot(index="attack", columns="defense", values="cell").fillna("-")
 
 
-def write_report(results_folder: Path, out: Path) -> list[Path]:
-    """Write the long-form CSV and one pivot per metric (CSV, Markdown, LaTeX) into ``out``."""
+def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard") -> list[Path]:
+    """Write the long-form CSV, one pivot per metric (CSV, Markdown, LaTeX), the figures and a
+    self-contained HTML page into ``out``."""
     results = load_results(results_folder)
     frame = long_form(results)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results_long.csv"]
     frame.to_csv(written[0], index=False)
     sections = []
+    tables = {}
     for metric in METRICS + ("clean_model_ca_top1", "clean_model_asr"):
         table = pivot(frame, metric)
         if table.empty:
@@ -90,8 +93,17 @@ def write_report(results_folder: Path, out: Path) -> list[Path]:
         stem.with_suffix(".tex").write_text(table.to_latex())
         markdown = table.to_markdown()
         stem.with_suffix(".md").write_text(markdown + "\n")
-        sections.append(f"### {LABELS.get(metric, metric)} (%)\n\n{markdown}\n")
+        label = LABELS[metric]
+        sections.append(f"### {label} (%)\n\n{markdown}\n")
+        tables[f"{label} (%)"] = table
         written += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
     (out / "tables.md").write_text("\n".join(sections))
     written.append(out / "tables.md")
+    from .page import build_page
+    from .plots import all_plots
+
+    figures = all_plots(frame, out)
+    written += figures
+    (out / "index.html").write_text(build_page(title, tables, figures))
+    written.append(out / "index.html")
     return written
