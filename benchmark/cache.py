@@ -102,3 +102,76 @@ class ArtifactStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             return final, meta, True
+
+
+def build_in_progress(root: Path, stage: str, key: str) -> bool:
+    """True while some process holds the lock of artifact (stage, key), i.e. is building it."""
+    lock = Path(root) / "locks" / f"{stage}-{key}.lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def leftovers(root: Path) -> list[Path]:
+    """Temporary folders of builds that were killed (not those of builds still running)."""
+    found = []
+    for path in Path(root).glob("*/.tmp-*"):
+        key = path.name[len(".tmp-"):].rsplit("-", 1)[0]
+        if path.is_dir() and not build_in_progress(root, path.parent.name, key):
+            found.append(path)
+    return found + [p for p in Path(root).glob("*/.old-*") if p.is_dir()]
+
+
+def list_artifacts(root: Path) -> list[dict]:
+    """Every complete artifact under ``root``: stage, key, size, parents and build cost."""
+    rows = []
+    for meta_path in sorted(Path(root).glob(f"*/*/{META}")):
+        folder = meta_path.parent
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        rows.append({"stage": folder.parent.name, "key": folder.name, "path": folder, "bytes": size,
+                     "parents": meta.get("parents", {}), "build": meta.get("build_stats", {})})
+    return rows
+
+
+def verify_artifact(folder: Path) -> Optional[str]:
+    """``None`` when the artifact's checkpoint matches its sha256 (or it has none), else what is wrong."""
+    from .models import SIDECAR_FILE, WEIGHTS_FILE, file_sha256
+
+    sidecar = folder / SIDECAR_FILE
+    if not sidecar.exists():
+        return None
+    try:
+        expected = json.loads(sidecar.read_text()).get("sha256")
+    except (OSError, ValueError):
+        return f"{sidecar} is not readable JSON"
+    weights = folder / WEIGHTS_FILE
+    if not weights.exists():
+        return f"{weights} is missing"
+    if file_sha256(weights) != expected:
+        return f"{weights} does not match its sha256"
+    return None
+
+
+def referenced_keys(results_dir: Path) -> set[tuple[str, str]]:
+    """(stage, key) pairs named by result JSONs in ``results_dir``, with their ancestors' keys."""
+    keys: set[tuple[str, str]] = set()
+    for path in Path(results_dir).rglob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            for stage, info in (data.get("stages") or {}).items():
+                if isinstance(info, dict) and info.get("key"):
+                    keys.add((stage, info["key"]))
+    return keys

@@ -80,8 +80,15 @@ def list_command(what: str) -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
-@click.option("--force", is_flag=True, help="recompute every stage even when cached")
-def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force) -> None:
+@click.option("--force", is_flag=True, help="recompute every stage of the requested cells")
+@click.option("--dry-run", is_flag=True, help="print the stage plan (cached or to compute) and exit")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="cells run in parallel processes")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
+              help="where cells run: this machine, SLURM through submitit, or submitit's local executor")
+@click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
+@click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job")
+def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
+                dry_run, workers, executor, slurm_partition, timeout_min) -> None:
     """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
@@ -94,16 +101,37 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         for a in ATTACKS.resolve_list(attacks)
         for d in DEFENSES.resolve_list(defenses)
     ]
-    from .runner import Runner
+    from tabulate import tabulate
+
+    from .cache import ensure_writable
+    from .matrix import RunnerSettings, plan_matrix, run_matrix
+
+    cache = ensure_writable(cache_dir or default_cache_dir(), "cache directory")
+    plan = plan_matrix(cells, cache)
+    summary = plan.summary(len(cells))
+    if dry_run:
+        click.echo(tabulate(plan.rows(), headers=("stage", "key", "status", "what", "cells"), tablefmt="simple"))
+        click.echo(summary)
+        return
+    results_dir = ensure_writable(results_dir, "results directory")
+    click.echo(summary, err=True)
+    from tqdm.auto import tqdm
+
     from .summary import cell_table
 
-    runner = Runner(cache_dir or default_cache_dir(), results_dir, device=device, force=force)
-    results = []
-    for cell in cells:
-        click.echo(f"cell {cell.name}", err=True)
-        results.append(runner.run_cell(cell))
+    settings = RunnerSettings(str(cache), str(results_dir), device, force)
+    options = {"timeout_min": timeout_min}
+    if slurm_partition:
+        options["slurm_partition"] = slurm_partition
+    with tqdm(total=len(cells), desc="matrix", unit="cell", disable=len(cells) == 1) as progress:
+        def on_result(result: dict) -> None:
+            progress.update(1)
+            progress.set_postfix_str(f"{result['cell']['name']}: {result['status']}")
+
+        results = run_matrix(cells, settings, workers=workers, executor=executor, on_result=on_result,
+                             submitit_options=options)
     click.echo(cell_table(results))
-    click.echo(f"results: {runner.results_dir}")
+    click.echo(f"results: {results_dir}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
 
@@ -180,6 +208,84 @@ def report_command(results_dir: Path, out: Path | None) -> None:
         click.echo(f"clipbench: warning: {warning.message}", err=True)
     for path in written:
         click.echo(path)
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Inspect and clean the artifact cache."""
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    root = Path(cache_dir or default_cache_dir())
+    if not root.is_dir():
+        raise ClipbenchError(f"cache directory {root} does not exist")
+    return root
+
+
+_cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
+
+
+@cache_group.command("ls")
+@_cache_option
+def cache_ls(cache_dir: Path | None) -> None:
+    """List artifacts with their size, parents and build time."""
+    from tabulate import tabulate
+
+    from .cache import list_artifacts
+
+    rows = [(a["stage"], a["key"], f"{a['bytes'] / 2**20:.1f}", ",".join(f"{k}:{v}" for k, v in a["parents"].items()),
+             a["build"].get("wall_s", "")) for a in list_artifacts(_cache_root(cache_dir))]
+    click.echo(tabulate(rows, headers=("stage", "key", "MiB", "parents", "build s"), tablefmt="simple"))
+
+
+@cache_group.command("verify")
+@_cache_option
+def cache_verify(cache_dir: Path | None) -> None:
+    """Check every checkpoint against its sha256; a mismatch is removed so it is recomputed."""
+    import shutil
+
+    from .cache import list_artifacts, verify_artifact
+
+    artifacts = list_artifacts(_cache_root(cache_dir))
+    bad = 0
+    for artifact in artifacts:
+        problem = verify_artifact(artifact["path"])
+        if problem:
+            bad += 1
+            shutil.rmtree(artifact["path"], ignore_errors=True)
+            click.echo(f"removed {artifact['stage']}/{artifact['key']}: {problem}; it will be recomputed", err=True)
+    click.echo(f"{len(artifacts) - bad} of {len(artifacts)} artifacts verified")
+    if bad:
+        sys.exit(1)
+
+
+@cache_group.command("gc")
+@_cache_option
+@click.option("--results-dir", "results_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="results folder whose cells are kept (repeatable)")
+@click.option("--dry-run", is_flag=True, help="only print what would be removed")
+def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bool) -> None:
+    """Remove artifacts that no result in RESULTS_DIR refers to, and leftovers of killed builds.
+
+    Run it when no `clipbench run` is using the cache: a running cell's finished parents are not
+    yet named by any result."""
+    import shutil
+
+    from .cache import leftovers, list_artifacts, referenced_keys
+
+    root = _cache_root(cache_dir)
+    for folder in results_dirs:
+        if not folder.is_dir():
+            raise ClipbenchError(f"--results-dir {folder} does not exist")
+    keep = set().union(*(referenced_keys(folder) for folder in results_dirs))
+    doomed = [a["path"] for a in list_artifacts(root) if (a["stage"], a["key"]) not in keep]
+    doomed += leftovers(root)
+    freed = sum(f.stat().st_size for p in doomed for f in p.rglob("*") if f.is_file())
+    for path in doomed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {path.relative_to(root)}")
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+    click.echo(f"{len(doomed)} entries, {freed / 2**20:.1f} MiB {'to free' if dry_run else 'freed'}")
 
 
 def main() -> None:

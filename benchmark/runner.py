@@ -26,11 +26,10 @@ from .data.scenario import ScenarioData, load_scenario
 from .errors import DivergenceError
 from .image_pipeline import ImagePipeline
 from .models import ClipModel, copy_model, create_model, load_checkpoint, save_checkpoint
+from .plan import plan_cell, run_key
 from .resources import measure
 from .results import build_result, write_result
 
-#: Bumped when a stage's code changes what it produces; part of every artifact key.
-STAGE_VERSIONS = {"clean": 1, "poison": 1, "reference": 1, "victim": 1, "defense": 1, "evaluation": 1}
 
 
 @dataclass
@@ -73,8 +72,9 @@ class Runner:
             self._resized[key] = pipeline.to_model_resolution(getattr(self.scenario(cell), split).images)
         return self._resized[key]
 
-    def _stage(self, stage: str, key_parts: dict, build) -> StageRecord:
-        key = stable_hash(stage, STAGE_VERSIONS[stage], key_parts)
+    def _stage(self, cell: Cell, stage: str, build) -> StageRecord:
+        planned = plan_cell(cell)[stage]
+        key, key_parts = planned.key, planned.parts
         with measure() as stats:
             def timed_build(folder: Path) -> dict:
                 with measure() as build_stats:
@@ -90,8 +90,6 @@ class Runner:
     def clean_model(self, cell: Cell) -> StageRecord:
         """Pretrain the clean tiny model, or fetch the pretrained open_clip weights."""
         preset = cell.preset
-        parts = {"model": preset.model, "pretrained": preset.pretrained, "pretrain": to_dict(preset.pretrain),
-                 "scenario": to_dict(preset.scenario) if preset.pretrained is None else None}
 
         def build(folder: Path) -> dict:
             clip = create_model(preset.model, preset.pretrained, seed=preset.pretrain.seed)
@@ -106,18 +104,13 @@ class Runner:
             save_checkpoint(clip, folder, {"stage": "clean"})
             return {"train": stats}
 
-        return self._stage("clean", parts, build)
+        return self._stage(cell, "clean", build)
 
     def make_attack(self, cell: Cell, image_size: int):
         return cell.attack_cls(cell.attack_config, seeding.sub_seed(cell.seed, "trigger"), image_size)
 
     def poison(self, cell: Cell, clean: StageRecord) -> StageRecord:
         """Build the trigger artifact and the poisoned manifest of the victim split."""
-        parts = {"attack": cell.request.attack, "attack_config": to_dict(cell.attack_config),
-                 "poison": to_dict(cell.preset.poison), "scenario": to_dict(cell.preset.scenario), "seed": cell.seed,
-                 "model": cell.preset.model,
-                 "parents": {"clean": clean.key} if cell.attack_cls.needs_clean_model else {}}
-
         def build(folder: Path) -> dict:
             from safetensors.torch import save_file
 
@@ -137,7 +130,7 @@ class Runner:
             (folder / "manifest.json").write_text(json.dumps(manifest.to_json()))
             return {"poisoned_rows": len(manifest.rows), "image_size": pipeline.size}
 
-        return self._stage("poison", parts, build)
+        return self._stage(cell, "poison", build)
 
     def load_attack(self, cell: Cell, poison: StageRecord):
         from safetensors.torch import load_file
@@ -157,9 +150,6 @@ class Runner:
 
     def victim(self, cell: Cell, clean: StageRecord, poison: StageRecord) -> StageRecord:
         """Fine-tune the clean model on the victim split with the poisoned rows in it."""
-        victim_config = to_dict(cell.preset.victim)
-        parts = {"victim": victim_config, "seed": cell.seed, "parents": {"clean": clean.key, "poison": poison.key}}
-
         def build(folder: Path) -> dict:
             import dataclasses
 
@@ -178,16 +168,13 @@ class Runner:
             save_checkpoint(clip, folder, {"stage": "victim"})
             return {"train": stats}
 
-        return self._stage("victim", parts, build)
+        return self._stage(cell, "victim", build)
 
     def defense(self, cell: Cell, clean: StageRecord, poison: StageRecord, victim: Optional[StageRecord]) -> StageRecord:
         """Run the defense; a training-time defense starts from the clean model and poisoned data."""
         from clipbench.defenses.base import DefenseContext
 
         training_time = cell.defense_cls.stage == "training_time"
-        parents = {"clean": clean.key, "poison": poison.key} if training_time else {"victim": victim.key}
-        parts = {"defense": cell.request.defense, "defense_config": to_dict(cell.defense_config), "seed": cell.seed,
-                 "victim": to_dict(cell.preset.victim) if training_time else None, "parents": parents}
 
         def build(folder: Path) -> dict:
             source = clean if training_time else victim
@@ -215,7 +202,7 @@ class Runner:
                 save_checkpoint(defended, folder, {"stage": "defense", "defense": cell.request.defense})
             return {}
 
-        return self._stage("defense", parts, build)
+        return self._stage(cell, "defense", build)
 
     def defended_model(self, defense: StageRecord, victim: Optional[StageRecord]) -> ClipModel:
         same_as = defense.path / "same_as.json"
@@ -240,19 +227,14 @@ class Runner:
 
     def clean_reference(self, cell: Cell, clean: StageRecord, poison: StageRecord) -> StageRecord:
         """CA and ASR of the clean model with this trigger: the baseline every cell is read against."""
-        parts = {"parents": {"clean": clean.key, "poison": poison.key}}
-
         def build(folder: Path) -> dict:
             clip = load_checkpoint(clean.path)
             metrics, _ = self.evaluate(cell, clip.weights_sha256, clip, poison)
             return {"metrics": metrics}
 
-        return self._stage("reference", parts, build)
+        return self._stage(cell, "reference", build)
 
     # -------------------------------------------------------------------- cell
-    def run_key(self, cell: Cell) -> str:
-        return stable_hash("cell", STAGE_VERSIONS, cell.config_dict())
-
     def result_path(self, cell: Cell) -> Path:
         return self.results_dir / f"{cell.name}.json"
 
@@ -263,7 +245,7 @@ class Runner:
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
-        if stored.get("run_key") == self.run_key(cell) and stored.get("status") == "ok":
+        if stored.get("run_key") == run_key(cell) and stored.get("status") == "ok":
             return stored
         return None
 
@@ -291,13 +273,13 @@ class Runner:
             model = self.defended_model(defense, victim)
             metrics, eval_stats = self.evaluate(cell, model.weights_sha256, model, poison)
             stages["evaluation"] = {"cached": False, **eval_stats}
-            result = build_result(cell, self.run_key(cell), "ok", None, metrics, stages, artifacts, self.device,
+            result = build_result(cell, run_key(cell), "ok", None, metrics, stages, artifacts, self.device,
                                   self.scenario(cell))
             result["clean_model_metrics"] = reference.meta["metrics"]
         except DivergenceError as error:  # recorded; a matrix goes on with the other cells
-            result = build_result(cell, self.run_key(cell), "failed", str(error), {}, stages, artifacts, self.device, None)
+            result = build_result(cell, run_key(cell), "failed", str(error), {}, stages, artifacts, self.device, None)
         except (RuntimeError, ValueError, FloatingPointError) as error:
-            result = build_result(cell, self.run_key(cell), "failed", f"{type(error).__name__}: {error}", {}, stages,
+            result = build_result(cell, run_key(cell), "failed", f"{type(error).__name__}: {error}", {}, stages,
                                   artifacts, self.device, None, traceback.format_exc())
         write_result(self.result_path(cell), result)
         return result

@@ -1,0 +1,152 @@
+"""Run a matrix of cells: plan the stage graph, then execute it sequentially, in worker
+processes on one machine, or as submitit jobs (SLURM, or submitit's local executor).
+
+Cells share artifacts through the cache; its per-artifact lock makes a second process that needs
+an artifact under construction wait and then reuse it, so no artifact is computed twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from .cells import Cell
+from .plan import TRAINING_STAGES, plan_cell
+
+
+@dataclass
+class MatrixPlan:
+    """Every distinct artifact a matrix needs, whether it is cached, and which cells use it."""
+
+    nodes: dict[tuple[str, str], dict]
+
+    def count(self, stage: Optional[str] = None, cached: Optional[bool] = None) -> int:
+        return sum(1 for (s, _), node in self.nodes.items()
+                   if (stage is None or s == stage) and (cached is None or node["cached"] == cached))
+
+    def trainings(self, cached: Optional[bool] = None) -> int:
+        """Distinct model trainings (clean pretraining, victims, defenses that train)."""
+        return sum(1 for (stage, _), node in self.nodes.items()
+                   if stage in TRAINING_STAGES and node["trains"] and (cached is None or node["cached"] == cached))
+
+    def summary(self, cells: int) -> str:
+        return (f"{cells} cells; {self.count()} artifacts, {self.count(cached=False)} to compute; "
+                f"{self.trainings()} trainings, {self.trainings(cached=False)} not cached")
+
+    def rows(self) -> list[tuple]:
+        order = {"clean": 0, "poison": 1, "reference": 2, "victim": 3, "defense": 4}
+        return [(stage, key, "cached" if node["cached"] else "compute", node["what"], len(node["cells"]))
+                for (stage, key), node in sorted(self.nodes.items(), key=lambda item: (order[item[0][0]], item[0][1]))]
+
+
+def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
+    """The union of the cells' stage graphs, marked cached where the artifact is complete."""
+    nodes: dict[tuple[str, str], dict] = {}
+    for cell in cells:
+        for stage, planned in plan_cell(cell).items():
+            node = nodes.setdefault((stage, planned.key), {
+                "cached": (Path(cache_root) / stage / planned.key / "meta.json").exists(),
+                "what": _describe(cell, stage), "cells": [],
+                "trains": stage != "defense" or cell.request.defense != "none",
+            })
+            node["cells"].append(cell.name)
+    return MatrixPlan(nodes)
+
+
+def _describe(cell: Cell, stage: str) -> str:
+    request = cell.request
+    return {
+        "clean": f"{cell.preset.model} ({cell.preset.pretrained or 'pretrained by clipbench'})",
+        "poison": f"{request.attack} seed {request.seed}",
+        "reference": f"clean model x {request.attack} seed {request.seed}",
+        "victim": f"victim {request.attack} seed {request.seed}",
+        "defense": f"{request.defense} on {request.attack} seed {request.seed}",
+    }[stage]
+
+
+# --------------------------------------------------------------------------- execution
+@dataclass(frozen=True)
+class RunnerSettings:
+    """What a worker needs to build its own :class:`Runner`."""
+
+    cache_dir: str
+    results_dir: str
+    device: str
+    force: bool
+    threads: Optional[int] = None
+
+
+def run_one(settings: RunnerSettings, cell: Cell) -> dict:
+    """Run one cell in this process (the function workers and submitit jobs execute)."""
+    import torch
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    from .runner import Runner
+
+    runner = Runner(Path(settings.cache_dir), Path(settings.results_dir), device=settings.device, force=settings.force)
+    return runner.run_cell(cell)
+
+
+def _worker_init(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_matrix(cells: list[Cell], settings: RunnerSettings, workers: int = 1, executor: str = "local",
+               on_result: Callable[[dict], None] = lambda result: None, submitit_options: Optional[dict] = None) -> list[dict]:
+    """Run every cell; ``executor`` is ``local`` (``workers`` processes) or a submitit cluster
+    (``slurm``, or ``submitit-local`` to test the same path on one machine)."""
+    if executor == "local" and workers <= 1:
+        from .runner import Runner
+
+        runner = Runner(Path(settings.cache_dir), Path(settings.results_dir), device=settings.device, force=settings.force)
+        results = []
+        for cell in cells:
+            results.append(runner.run_cell(cell))
+            on_result(results[-1])
+        return results
+    if executor == "local":
+        return _run_pool(cells, settings, workers, on_result)
+    return _run_submitit(cells, settings, executor, on_result, submitit_options or {})
+
+
+def _run_pool(cells, settings, workers, on_result) -> list[dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    settings = RunnerSettings(**{**settings.__dict__, "threads": threads})
+    results: dict[int, dict] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_one, settings, cell): i for i, cell in enumerate(cells)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            on_result(results[futures[future]])
+    return [results[i] for i in range(len(cells))]
+
+
+def _run_submitit(cells, settings, executor, on_result, options) -> list[dict]:
+    from .errors import ClipbenchError
+
+    try:
+        import submitit
+    except ImportError:
+        raise ClipbenchError(f"--executor {executor} needs submitit: pip install submitit") from None
+    folder = Path(settings.cache_dir) / "submitit" / "%j"
+    cluster = "local" if executor == "submitit-local" else "slurm"
+    job_executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    job_executor.update_parameters(name="clipbench", timeout_min=int(options.get("timeout_min", 240)),
+                                   **{k: v for k, v in options.items() if k != "timeout_min"})
+    jobs = job_executor.map_array(run_one, [settings] * len(cells), cells)
+    results = []
+    for job in jobs:
+        results.append(job.result())
+        on_result(results[-1])
+    return results
+

@@ -1,0 +1,73 @@
+"""The stage graph of a cell, computed from configs alone (no data, no models).
+
+Each stage's artifact key hashes the stage name, its code version, its config and its parents'
+keys, so the whole graph of a matrix, and what of it is cached, is known before anything runs
+(``clipbench run --dry-run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cells import Cell
+from .config import stable_hash, to_dict
+
+#: Bumped when a stage's code changes what it produces; part of every artifact key.
+STAGE_VERSIONS = {"clean": 1, "poison": 1, "reference": 1, "victim": 1, "defense": 1, "evaluation": 1}
+
+#: Stages that train a model (what a matrix's cost is counted in).
+TRAINING_STAGES = ("clean", "victim", "defense")
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One node of the graph: its stage, key and the config parts the key hashes."""
+
+    stage: str
+    key: str
+    parts: dict
+
+    @property
+    def parents(self) -> dict:
+        return self.parts.get("parents", {})
+
+
+def artifact_key(stage: str, parts: dict) -> str:
+    return stable_hash(stage, STAGE_VERSIONS[stage], parts)
+
+
+def _node(stage: str, parts: dict) -> PlannedStage:
+    return PlannedStage(stage, artifact_key(stage, parts), parts)
+
+
+def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
+    """The cell's stages in execution order: clean, poison, reference, victim (post-training
+    defenses only), defense."""
+    preset = cell.preset
+    clean = _node("clean", {
+        "model": preset.model, "pretrained": preset.pretrained, "pretrain": to_dict(preset.pretrain),
+        "scenario": to_dict(preset.scenario) if preset.pretrained is None else None,
+    })
+    poison = _node("poison", {
+        "attack": cell.request.attack, "attack_config": to_dict(cell.attack_config), "poison": to_dict(preset.poison),
+        "scenario": to_dict(preset.scenario), "seed": cell.seed, "model": preset.model,
+        "parents": {"clean": clean.key} if cell.attack_cls.needs_clean_model else {},
+    })
+    reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}})
+    stages = {"clean": clean, "poison": poison, "reference": reference}
+    training_time = cell.defense_cls.stage == "training_time"
+    if not training_time:
+        stages["victim"] = _node("victim", {
+            "victim": to_dict(preset.victim), "seed": cell.seed, "parents": {"clean": clean.key, "poison": poison.key},
+        })
+    parents = {"clean": clean.key, "poison": poison.key} if training_time else {"victim": stages["victim"].key}
+    stages["defense"] = _node("defense", {
+        "defense": cell.request.defense, "defense_config": to_dict(cell.defense_config), "seed": cell.seed,
+        "victim": to_dict(preset.victim) if training_time else None, "parents": parents,
+    })
+    return stages
+
+
+def run_key(cell: Cell) -> str:
+    """Key of the cell's result: its whole resolved config and the stage code versions."""
+    return stable_hash("cell", STAGE_VERSIONS, cell.config_dict())
