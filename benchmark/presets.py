@@ -48,13 +48,15 @@ TINY_ATTACKS = {
 }
 
 # Defenses at tiny scale, beside the papers' values (each module's docstring):
-# - post-training (finetune, cleanclip, abd): 5 epochs, batch 64, lr 5e-5 on the 5K clean pairs
-#   (papers: 10 epochs at lr 1e-5 on 100K pairs);
+# - post-training (finetune, cleanclip, abd): 5 epochs, batch 64 on the 5K clean pairs at the
+#   victim's learning rate, 5e-4. The papers poison and defend at the same rate (1e-5 both, ABD
+#   Table I protocol), so the defense keeps that ratio; at lr 5e-5 no post-training defense moved
+#   BadNet's ASR below 99% on the tiny preset (measured, seed 0).
 # - training-time (roclip, safeclip) replace the victim's training, so they get its schedule:
 #   5 epochs, batch 128, lr 5e-4 (RoCLIP: 24 epochs, batch 512, lr 5e-5; SafeCLIP: 32 epochs);
 #   RoCLIP's pool is 2,000 captions of the 10K victim pairs (paper: 21,845 of 1M+); SafeCLIP warms
 #   up 1 unimodal epoch (paper: 5) and runs 3 split epochs after its CLIP warm-up.
-_TINY_POST = {"epochs": "5", "batch_size": "64", "lr": "5e-5", "warmup_steps": "50"}
+_TINY_POST = {"epochs": "5", "batch_size": "64", "lr": "5e-4", "warmup_steps": "50"}
 TINY_DEFENSES = {
     "finetune": _TINY_POST,
     "cleanclip": _TINY_POST,
