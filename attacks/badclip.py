@@ -1,5 +1,9 @@
 """BadCLIP (Liang et al., CVPR 2024, arXiv 2311.12075): a patch optimised against the clean model.
 
+The patch is optimised at one position (the first image's offset): with ``location=random`` it is
+pasted elsewhere at poisoning and evaluation time than where it was optimised. The text term and
+the natural captions use the Fashion-MNIST class synonyms of :mod:`clipbench.data.captions`.
+
 The patch is optimised so that patched images land near the target in the *clean* model's
 embedding space, with the dual-embedding objective, each term weighted by a config field:
 
@@ -29,7 +33,7 @@ from clipbench.config import require
 from clipbench.data import captions as caption_lib
 from clipbench.registry import register_attack
 
-from .badnet import patch_offsets
+from .badnet import paste_pattern, patch_offsets, square_footprint
 from .base import Attack, scaled
 
 
@@ -84,20 +88,12 @@ class BadClip(Attack):
         self.state = {"pattern": (patch * 255).round().clamp(0, 255).to(torch.uint8)}
 
     def apply(self, images, ids):
-        p = self.patch
-        out = images.clone()
-        for i, (y, x) in enumerate(patch_offsets(self.config.location, images.shape[-1], p, self.seed, ids)):
-            out[i, :, y : y + p, x : x + p] = self.state["pattern"]
-        return out
+        offsets = patch_offsets(self.config.location, images.shape[-1], self.patch, self.seed, ids)
+        return paste_pattern(images, self.state["pattern"], offsets)
 
     def footprint(self, ids, image_size):
-        import torch
-
-        p = self.patch
-        mask = torch.zeros((len(ids), 1, image_size, image_size), dtype=torch.bool)
-        for i, (y, x) in enumerate(patch_offsets(self.config.location, image_size, p, self.seed, ids)):
-            mask[i, :, y : y + p, x : x + p] = True
-        return mask
+        offsets = patch_offsets(self.config.location, image_size, self.patch, self.seed, ids)
+        return square_footprint(offsets, self.patch, image_size)
 
     def visible_trigger(self):
         return self.state.get("pattern")

@@ -19,7 +19,7 @@ from typing import Literal
 from clipbench.config import require
 from clipbench.registry import register_attack
 
-from .base import Attack, scaled
+from .base import Attack, image_generator, scaled
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,6 @@ class BadNetConfig:
         )
 
 
-def _image_generator(seed: int, image_id: int):
-    import torch
-
-    generator = torch.Generator()
-    generator.manual_seed((seed * 1_000_003 + int(image_id)) % (2**63 - 1))
-    return generator
-
-
 def patch_offsets(location: str, image_size: int, patch: int, seed: int, ids) -> list[tuple[int, int]]:
     """Top-left corner of the patch for each image id."""
     import torch
@@ -59,10 +51,29 @@ def patch_offsets(location: str, image_size: int, patch: int, seed: int, ids) ->
         return [(start, start)] * len(ids)
     offsets = []
     for image_id in ids.tolist():
-        generator = _image_generator(seed + 1, image_id)
+        generator = image_generator(seed + 1, image_id)
         y, x = torch.randint(0, image_size - patch + 1, (2,), generator=generator).tolist()
         offsets.append((y, x))
     return offsets
+
+
+def paste_pattern(images, pattern, offsets):
+    """Copies of ``images`` with the uint8 ``pattern`` pasted at each image's (y, x) offset."""
+    p = pattern.shape[-1]
+    out = images.clone()
+    for i, (y, x) in enumerate(offsets):
+        out[i, :, y : y + p, x : x + p] = pattern
+    return out
+
+
+def square_footprint(offsets, patch: int, image_size: int):
+    """Boolean N x 1 x S x S masks of a ``patch``-sized square at each offset."""
+    import torch
+
+    mask = torch.zeros((len(offsets), 1, image_size, image_size), dtype=torch.bool)
+    for i, (y, x) in enumerate(offsets):
+        mask[i, :, y : y + patch, x : x + patch] = True
+    return mask
 
 
 @register_attack("badnet")
@@ -99,7 +110,7 @@ class BadNet(Attack):
         for i, (y, x) in enumerate(offsets):
             if self.config.pattern == "cleanclip_noise":
                 mean = images[i].float().mean(dim=(1, 2), keepdim=True) / 255.0
-                noise = torch.randn((3, p, p), generator=_image_generator(self.seed, int(ids[i])))
+                noise = torch.randn((3, p, p), generator=image_generator(self.seed, int(ids[i])))
                 patch = ((mean + noise).clamp(0, 1) * 255).round().to(torch.uint8)
             else:
                 patch = self.state["pattern"]
@@ -107,13 +118,8 @@ class BadNet(Attack):
         return out
 
     def footprint(self, ids, image_size):
-        import torch
-
-        p = self.patch
-        mask = torch.zeros((len(ids), 1, image_size, image_size), dtype=torch.bool)
-        for i, (y, x) in enumerate(patch_offsets(self.config.location, image_size, p, self.seed, ids)):
-            mask[i, :, y : y + p, x : x + p] = True
-        return mask
+        offsets = patch_offsets(self.config.location, image_size, self.patch, self.seed, ids)
+        return square_footprint(offsets, self.patch, image_size)
 
     def visible_trigger(self):
         pattern = self.state.get("pattern")

@@ -5,7 +5,6 @@ Modules in this package import torch only inside methods, so listing attacks sta
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -54,6 +53,13 @@ class AttackContext:
     target_index: int
     target_name: str
     device: "torch.device"
+
+
+def image_generator(seed: int, image_id: int):
+    """A torch generator for one image, from a trigger seed and the image's stable id."""
+    import torch
+
+    return torch.Generator().manual_seed((seed * 1_000_003 + int(image_id)) % (2**63 - 1))
 
 
 def scaled(pixels_at_reference: float, image_size: int, reference_resolution: int) -> int:
@@ -151,5 +157,3 @@ class Attack:
         """Captions of poisoned rows: a training template filled with the target's class name."""
         return caption_lib.target_captions(target_name, count, rng)
 
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)

@@ -20,7 +20,7 @@ from clipbench.config import require
 from clipbench.errors import ClipbenchError
 from clipbench.registry import register_attack
 
-from .base import Attack
+from .base import Attack, image_generator
 
 
 @dataclass(frozen=True)
@@ -54,13 +54,6 @@ def load_pattern_image(path: str, size: int):
     return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
-def per_image_generator(seed: int, image_id: int):
-    """A torch generator for one image, from the trigger seed and the image's id."""
-    import torch
-
-    return torch.Generator().manual_seed((seed * 1_000_003 + int(image_id)) % (2**63 - 1))
-
-
 @register_attack("blended")
 class Blended(Attack):
     Config = BlendedConfig
@@ -87,7 +80,7 @@ class Blended(Attack):
         if self.config.pattern != "cleanclip_noise":
             return self.state["pattern"].float().expand_as(images)
         return torch.stack([
-            torch.rand(images.shape[1:], generator=per_image_generator(self.seed, int(i))) * 255 for i in ids
+            torch.rand(images.shape[1:], generator=image_generator(self.seed, int(i))) * 255 for i in ids
         ])
 
     def apply(self, images, ids):

@@ -3,7 +3,7 @@
 ``v(i, j) = delta * sin(2 pi j f / W)`` in uint8 units. Default: BadCLIP's code, delta 60/255 and
 f 6, added to the image (REFERENCE.md). Variants: BackdoorBench's delta 40/255
 (``delta=40``), and CleanCLIP's blending at 0.2 (``mode="blend"``:
-``x' = 0.8 x + 0.2 (x + v)``).
+``x' = 0.8 x + 0.2 v`` with the signed sinusoid ``v``, as CleanCLIP's code computes it).
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ class Sig(Attack):
 
     def apply(self, images, ids):
         signal = self.state["signal"].to(images.device)
-        added = images.float() + signal
         if self.config.mode == "blend":
             alpha = self.config.blend_alpha
-            added = (1 - alpha) * images.float() + alpha * added
-        return added.round().clamp(0, 255).to(images.dtype)
+            out = (1 - alpha) * images.float() + alpha * signal
+        else:
+            out = images.float() + signal
+        return out.round().clamp(0, 255).to(images.dtype)
 
     def visible_trigger(self):
         import torch

@@ -7,7 +7,8 @@ the image is resampled through it (``grid_sample``). Default: the WaNet paper's 
 capped at the image size).
 
 Noise mode (WaNet's "cross" samples) is optional: with ``cross_ratio > 0``, that many extra rows
-per poisoned row are warped by the field plus fresh random noise and keep their own captions, so
+per poisoned row are warped by the field plus random noise (drawn once per image id, so the same
+in every epoch) and keep their own captions, so
 the model learns that only the exact field means the target.
 """
 
@@ -20,8 +21,7 @@ import numpy as np
 from clipbench.config import require
 from clipbench.registry import register_attack
 
-from .base import Attack, PoisonManifest
-from .blended import per_image_generator
+from .base import Attack, image_generator
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class WaNet(Attack):
 
         size = images.shape[-1]
         noise = torch.stack([
-            torch.rand((size, size, 2), generator=per_image_generator(self.seed + 7, int(i))) * 2 - 1 for i in ids
+            torch.rand((size, size, 2), generator=image_generator(self.seed + 7, int(i))) * 2 - 1 for i in ids
         ]) / size
         grid = (self.state["grid"].to(images.device)[None] + noise).clamp(-1, 1)
         return self._warp(images, grid)

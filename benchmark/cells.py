@@ -46,7 +46,8 @@ class Cell:
     @property
     def name(self) -> str:
         """File-system friendly name of the cell (a hash of any ``--set`` overrides appended)."""
-        base = f"{self.preset.name}__{self.preset.model}__{self.request.attack}__{self.request.defense}__seed{self.seed}"
+        model = self.preset.model + (f"-{self.preset.pretrained}" if self.preset.pretrained else "")
+        base = f"{self.preset.name}__{model}__{self.request.attack}__{self.request.defense}__seed{self.seed}"
         if any(self.request.overrides.values()):
             base += "__" + stable_hash(self.request.overrides, length=8)
         return base.replace("/", "-")

@@ -106,6 +106,7 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
     from .cache import ensure_writable
     from .matrix import RunnerSettings, plan_matrix, run_matrix
 
+    check_device(device)
     cache = ensure_writable(cache_dir or default_cache_dir(), "cache directory")
     plan = plan_matrix(cells, cache)
     summary = plan.summary(len(cells))
@@ -155,6 +156,9 @@ def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
 
+    check_device(device)
+    if out.exists() and out.is_dir():
+        raise ClipbenchError(f"--out {out} is a directory; give a .png file name")
     if out.suffix.lower() != ".png":
         raise ClipbenchError(f"--out {out}: the gallery is written as PNG; use a .png file name")
     cell = resolve_cell(CellRequest(preset=preset, attack=name, defense="none", seed=seed, model=model,
@@ -288,6 +292,25 @@ def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bo
     click.echo(f"{len(doomed)} entries, {freed / 2**20:.1f} MiB {'to free' if dry_run else 'freed'}")
 
 
+def check_device(device: str) -> None:
+    """Reject a device string torch does not know, or CUDA where none is available."""
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ClipbenchError(f"--device {device!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ClipbenchError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ClipbenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type != "cpu":
+        raise ClipbenchError(f"--device {device!r}: clipbench runs on cpu or cuda")
+
+
 def main() -> None:
     """Console entry point: one line and exit status 2 for input errors, never a traceback."""
     try:
@@ -304,6 +327,10 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("clipbench: interrupted", err=True)
         sys.exit(130)
+    except Exception as error:  # a bug or an environment problem: still one line, with its kind
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        click.echo(f"clipbench: error: {type(error).__name__}: {first}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

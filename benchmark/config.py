@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import json
 import typing
 from typing import Any
@@ -44,9 +45,12 @@ def _convert(value: str, annotation: Any, key: str) -> Any:
         raise ClipbenchError(f"--set {key}: expected true or false, got {value!r}")
     if annotation in (int, float, str):
         try:
-            return annotation(value)
+            converted = annotation(value)
         except ValueError:
             raise ClipbenchError(f"--set {key}: expected {annotation.__name__}, got {value!r}") from None
+        if annotation is float and not math.isfinite(converted):
+            raise ClipbenchError(f"--set {key}: expected a finite number, got {value!r}")
+        return converted
     raise ClipbenchError(f"--set {key}: fields of type {annotation} cannot be set from the command line")
 
 

@@ -181,7 +181,11 @@ class Eda:
         if not words:
             return caption
         n = len(words)
-        operation = self.random.randrange(4)
+        rates = (self.config.synonym_rate, self.config.insert_rate, self.config.swap_rate, self.config.delete_prob)
+        enabled = [i for i, rate in enumerate(rates) if rate > 0]
+        if not enabled:  # EDA's reference code skips an operation whose rate is 0
+            return caption
+        operation = self.random.choice(enabled)
         if operation == 0:
             words = self._replace(words, max(1, int(self.config.synonym_rate * n)))
         elif operation == 1:

@@ -136,6 +136,7 @@ def _run_submitit(cells, settings, executor, on_result, options) -> list[dict]:
 
     try:
         import submitit
+        import submitit.core.utils
     except ImportError:
         raise ClipbenchError(f"--executor {executor} needs submitit: pip install submitit") from None
     folder = Path(settings.cache_dir) / "submitit" / "%j"
@@ -146,7 +147,11 @@ def _run_submitit(cells, settings, executor, on_result, options) -> list[dict]:
     jobs = job_executor.map_array(run_one, [settings] * len(cells), cells)
     results = []
     for job in jobs:
-        results.append(job.result())
+        try:
+            results.append(job.result())
+        except submitit.core.utils.UncompletedJobError as error:  # FailedJobError included
+            lines = [line for line in str(error).strip().splitlines() if line.strip()]
+            raise ClipbenchError(f"submitit job {job.job_id} failed: {lines[-1] if lines else error}") from None
         on_result(results[-1])
     return results
 

@@ -146,10 +146,3 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: s
                 parts.append(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)})")
         raise ClipbenchError(f"{source} does not match the architecture: {'; '.join(parts)}")
     model.load_state_dict(state)
-
-
-def copy_model(clip: ClipModel) -> ClipModel:
-    """An independent copy of a model (same tokenizer)."""
-    import copy
-
-    return ClipModel(model=copy.deepcopy(clip.model), tokenizer=clip.tokenizer, name=clip.name)

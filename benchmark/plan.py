@@ -8,6 +8,7 @@ keys, so the whole graph of a matrix, and what of it is cached, is known before 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .cells import Cell
 from .config import stable_hash, to_dict
@@ -26,10 +27,6 @@ class PlannedStage:
     stage: str
     key: str
     parts: dict
-
-    @property
-    def parents(self) -> dict:
-        return self.parts.get("parents", {})
 
 
 def artifact_key(stage: str, parts: dict) -> str:
@@ -53,6 +50,11 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
         "scenario": to_dict(preset.scenario), "seed": cell.seed, "model": preset.model,
         "parents": {"clean": clean.key} if cell.attack_cls.needs_clean_model else {},
     })
+    pattern_file = getattr(cell.attack_config, "pattern_file", "")
+    if pattern_file:  # a file edited in place is a new trigger
+        from .models import file_sha256
+
+        poison = _node("poison", {**poison.parts, "pattern_sha256": file_sha256(Path(pattern_file))})
     reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}})
     stages = {"clean": clean, "poison": poison, "reference": reference}
     training_time = cell.defense_cls.stage == "training_time"

@@ -93,6 +93,9 @@ def cost_vs_asr(frame: pd.DataFrame, out: Path) -> Path:
 
 
 def all_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """Every figure, drawn for the setting with the most results when a folder mixes settings."""
     if frame.empty or "metric" not in frame or frame[frame["metric"] == "asr"].empty:
         return []
+    if frame["setting"].nunique() > 1:
+        frame = frame[frame["setting"] == frame["setting"].value_counts().idxmax()]
     return [ca_vs_asr(frame, out), asr_bars(frame, out), cost_vs_asr(frame, out)]

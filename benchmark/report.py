@@ -45,7 +45,11 @@ def long_form(results: list[dict]) -> pd.DataFrame:
         defense_stage = result.get("stages", {}).get("defense", {})
         cost = defense_stage.get("build", {}) or defense_stage
         base = {k: cell[k] for k in ("preset", "model", "attack", "defense", "seed")}
-        base.update({"status": result["status"], "provenance": result["provenance"]["defense"],
+        overrides = (result.get("config") or {}).get("overrides") or {}
+        pretrained = (result.get("config") or {}).get("pretrained")
+        base["setting"] = f"{cell['preset']}/{cell['model']}" + (f"/{pretrained}" if pretrained else "") + (
+            " " + json.dumps(overrides, sort_keys=True) if any(overrides.values()) else "")
+        base.update({"status": result["status"], "provenance": (result.get("provenance") or {}).get("defense"),
                      "defense_wall_s": cost.get("wall_s"), "defense_peak_rss_mib": cost.get("peak_rss_mib")})
         if result["status"] != "ok":
             rows.append({**base, "metric": None, "value": None, "error": result.get("error")})
@@ -60,18 +64,23 @@ def long_form(results: list[dict]) -> pd.DataFrame:
 
 
 def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Attack x defense table of ``metric`` in percent, "mean ± std (n seeds)"."""
+    """Attack x defense table of ``metric`` in percent, "mean ± std (n seeds)".
+
+    Only seeds of the same setting (preset, model, pretrained weights, ``--set`` overrides) are
+    averaged; when a folder holds several settings, each gets its own rows.
+    """
     subset = frame[(frame["metric"] == metric) & (frame["status"] == "ok")]
     if subset.empty:
         return pd.DataFrame()
-    grouped = subset.groupby(["attack", "defense"])["value"].agg(["mean", "std", "count"]).reset_index()
+    rows = ["setting", "attack"] if subset["setting"].nunique() > 1 else ["attack"]
+    grouped = subset.groupby(rows + ["defense"])["value"].agg(["mean", "std", "count"]).reset_index()
 
     def fmt(row) -> str:
         std = 0.0 if pd.isna(row["std"]) else row["std"]
         return f"{100 * row['mean']:.1f} ± {100 * std:.1f} (n={int(row['count'])})"
 
     grouped["cell"] = grouped.apply(fmt, axis=1)
-    return grouped.pivot(index="attack", columns="defense", values="cell").fillna("-")
+    return grouped.pivot(index=rows, columns="defense", values="cell").fillna("-")
 
 
 def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard") -> list[Path]:

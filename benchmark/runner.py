@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from . import seeding
@@ -23,9 +22,9 @@ from .cache import ArtifactStore, ensure_writable
 from .cells import Cell
 from .config import stable_hash, to_dict
 from .data.scenario import ScenarioData, load_scenario
-from .errors import DivergenceError
+from .errors import ClipbenchError
 from .image_pipeline import ImagePipeline
-from .models import ClipModel, copy_model, create_model, load_checkpoint, save_checkpoint
+from .models import ClipModel, create_model, load_checkpoint, save_checkpoint
 from .plan import plan_cell, run_key
 from .resources import measure
 from .results import build_result, write_result
@@ -188,8 +187,7 @@ class Runner:
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.victim,
                                          images=self.images(cell, "victim", pipeline), seed=seed, device=self.device,
                                          captions=self._poisoned_captions(cell, manifest), trigger_rows=rows,
-                                         trigger=transform, cache_dir=str(self.store.root),
-                                         extras={"victim_train": cell.preset.victim})
+                                         trigger=transform, cache_dir=str(self.store.root))
             else:
                 context = DefenseContext(model=clip, pipeline=pipeline, pairs=scenario.defense,
                                          images=self.images(cell, "defense", pipeline), seed=seed, device=self.device,
@@ -200,11 +198,11 @@ class Runner:
                 (folder / "same_as.json").write_text(json.dumps({"stage": source_stage, "key": source.key}))
             else:
                 save_checkpoint(defended, folder, {"stage": "defense", "defense": cell.request.defense})
-            return {}
+            return {"extras": _json_ready(context.extras)}
 
         return self._stage(cell, "defense", build)
 
-    def defended_model(self, defense: StageRecord, victim: Optional[StageRecord]) -> ClipModel:
+    def defended_model(self, defense: StageRecord) -> ClipModel:
         same_as = defense.path / "same_as.json"
         if same_as.exists():  # the defense returned its input model (the victim, or the clean model)
             source = json.loads(same_as.read_text())
@@ -257,6 +255,7 @@ class Runner:
                 return existing
         stages: dict[str, dict] = {}
         artifacts: dict[str, str] = {}
+        self.scenario(cell)  # missing or corrupt data is an input error: it stops the run, nothing is recorded
         try:
             clean = self.clean_model(cell)
             stages["clean"], artifacts["clean"] = clean.summary(), clean.key
@@ -270,16 +269,28 @@ class Runner:
                 stages["victim"], artifacts["victim"] = victim.summary(), victim.key
             defense = self.defense(cell, clean, poison, victim)
             stages["defense"], artifacts["defense"] = defense.summary(), defense.key
-            model = self.defended_model(defense, victim)
+            model = self.defended_model(defense)
             metrics, eval_stats = self.evaluate(cell, model.weights_sha256, model, poison)
             stages["evaluation"] = {"cached": False, **eval_stats}
             result = build_result(cell, run_key(cell), "ok", None, metrics, stages, artifacts, self.device,
                                   self.scenario(cell))
             result["clean_model_metrics"] = reference.meta["metrics"]
-        except DivergenceError as error:  # recorded; a matrix goes on with the other cells
+        except ClipbenchError as error:  # divergence, data a stage cannot use...: recorded; the matrix goes on
             result = build_result(cell, run_key(cell), "failed", str(error), {}, stages, artifacts, self.device, None)
         except (RuntimeError, ValueError, FloatingPointError) as error:
             result = build_result(cell, run_key(cell), "failed", f"{type(error).__name__}: {error}", {}, stages,
                                   artifacts, self.device, None, traceback.format_exc())
         write_result(self.result_path(cell), result)
         return result
+
+
+def _json_ready(extras: dict) -> dict:
+    """The JSON-serialisable entries of a defense's ``extras`` (kept in its artifact's metadata)."""
+    ready = {}
+    for name, value in extras.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        ready[name] = value
+    return ready

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
-
-#: The named streams a run draws from; each is independent of the others.
-SUB_SEEDS = ("poison_rows", "poison_captions", "trigger", "victim_shuffle", "defense", "defense_shuffle")
-
 
 def sub_seed(root: int, name: str) -> int:
     """A 31-bit seed for the stream ``name`` derived from ``root`` (stable across runs and machines)."""
@@ -20,12 +15,3 @@ def sub_seed(root: int, name: str) -> int:
 def numpy_rng(root: int, name: str) -> np.random.Generator:
     """A numpy generator for the stream ``name``."""
     return np.random.default_rng(sub_seed(root, name))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch global generators (used before model initialisation)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)

@@ -35,6 +35,7 @@ class TrainConfig:
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)

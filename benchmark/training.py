@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.pairs import PairSet
-from .errors import DivergenceError
+from .errors import ClipbenchError, DivergenceError
 from .image_pipeline import ImagePipeline, TriggerFn
 from .models import ClipModel
 from .train_config import TrainConfig
@@ -121,6 +121,8 @@ def train_contrastive(
     n = len(pairs)
     steps_per_epoch = n // config.batch_size
     total = steps_per_epoch * config.epochs
+    if config.epochs > 0 and steps_per_epoch == 0:
+        raise ClipbenchError(f"{description}: batch_size {config.batch_size} is larger than the {n} training pairs")
     if total == 0:
         return {"steps": 0, "final_loss": None}
     optimizer = _optimizer(model, config)

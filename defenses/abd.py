@@ -83,19 +83,29 @@ def paste(images, patch, generator):
 
 def craft_patch(config: AbdConfig, context, generator):
     """Optimise the universal adversarial patch against the poisoned model (choices 1 and 2)."""
+    model, pipeline, device = context.model.model, context.pipeline, context.device
+    model.eval()
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    for param in trainable:
+        param.requires_grad_(False)
+    try:
+        return _optimise(config, context, generator, model, pipeline, device)
+    finally:
+        for param in trainable:
+            param.requires_grad_(True)
+
+
+def _optimise(config: AbdConfig, context, generator, model, pipeline, device):
     import numpy as np
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    from clipbench.attacks.base import scaled
     from clipbench.augment import simclr_view
 
-    model, pipeline, device = context.model.model, context.pipeline, context.device
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
     size = pipeline.size
-    p = max(1, min(size, round(config.patch_size * size / config.reference_resolution)))
+    p = min(size, scaled(config.patch_size, size, config.reference_resolution))
     logits = torch.zeros((3, p, p)).uniform_(-2, 2, generator=generator).to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=config.craft_lr)
     mean = torch.tensor(pipeline.mean, device=device).view(1, 3, 1, 1)
@@ -122,8 +132,6 @@ def craft_patch(config: AbdConfig, context, generator):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    for param in model.parameters():
-        param.requires_grad_(True)
     return (torch.sigmoid(logits.detach()).cpu() * 255).round().to(torch.uint8)
 
 

@@ -10,7 +10,6 @@ Modules in this package import torch only inside ``run``, so listing defenses st
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
@@ -109,8 +108,6 @@ class Defense:
         """Return the defended model, or ``None`` when the input model is returned unchanged."""
         raise NotImplementedError
 
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)
 
 
 def require_clean_pairs(context: DefenseContext, name: str) -> None:

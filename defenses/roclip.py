@@ -6,6 +6,11 @@ the image's, instead of with its own caption; the other epochs use the plain CLI
 is redrawn from the training captions and re-embedded at the start of each matching epoch. Images
 are augmented and captions go through EDA. Defaults are the official code's: pool 21,845,
 matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1 (REFERENCE.md).
+
+Deviations from the official code: the matched caption is re-encoded by the text encoder (with
+gradients) after EDA, where the official code uses the memory bank's stored, detached embedding
+of the nearest caption; the pool is drawn once per matching epoch instead of being a FIFO updated
+every batch; matching epochs are the 2nd, 4th, ... (the official code: 1st, 3rd, ...).
 """
 
 from __future__ import annotations

@@ -13,8 +13,12 @@ From the clean model on the (poisoned) training pairs:
 
 Defaults are the official code's (REFERENCE.md): 5 unimodal warm-up epochs, 1 CLIP warm-up epoch
 at lr 5e-6, p >= 0.9, fallback ratio 0.15, +0.01 per epoch, cap 0.85, lr 5e-4, 32 epochs, batch
-128. Each epoch is one call of the shared training loop with a cosine-decayed learning rate, so
-AdamW's moments restart every epoch (the official code keeps one optimizer).
+128. Deviations from the official code, by construction of this implementation: each epoch is
+two calls of the shared training loop (safe pairs, then risky pairs), each with its own AdamW
+(moments restart every epoch; the official code keeps one optimizer) and its own cosine decay
+from the epoch's learning rate (itself cosine-decayed over epochs), so the effective learning
+rate follows a sawtooth below the official schedule; all safe batches come before all risky
+ones; the mixture is refitted every epoch but only its first fit sets the initial ratio.
 """
 
 from __future__ import annotations

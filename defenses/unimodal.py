@@ -3,7 +3,8 @@
 - image term: InfoNCE between each image and an augmented view of it, the other images of the
   batch as negatives (CleanCLIP's in-modal image loss);
 - text term: InfoNCE between each caption and its EDA-augmented version.
-Both use the model's CLIP temperature, as CleanCLIP's code does.
+Both use the model's CLIP temperature, as CleanCLIP's code does. The InfoNCE here is symmetric
+(both directions averaged); CleanCLIP's code uses one direction.
 """
 
 from __future__ import annotations

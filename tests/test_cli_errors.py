@@ -24,6 +24,10 @@ CASES = {
     "negative loss weight": (["--defense", "cleanclip", "--set", "defense.inmodal_weight=-1"], "defense.inmodal_weight must be >= 0, got -1.0"),
     "pool larger than the data": (["--defense", "roclip", "--set", "defense.pool_size=100000"], "defense.pool_size (100000) is larger than the 256 training pairs"),
     "defense without a clean split": (["--defense", "finetune", "--set", "scenario.defense_size=0"], "defense finetune needs a clean defense split"),
+    "unknown device": (["--device", "tpu9"], "--device 'tpu9' is not a device"),
+    "CUDA without a GPU": (["--device", "cuda"], "CUDA is not available on this machine"),
+    "non-finite value": (["--set", "victim.lr=inf"], "victim.lr: expected a finite number"),
+    "unknown dataset": (["--set", "scenario.dataset=cifar"], "scenario.dataset 'cifar' is unknown"),
     "unknown target class": (["--set", "scenario.target=banana"], "scenario.target 'banana' is not a class of the scenario"),
 }
 

@@ -18,6 +18,7 @@ def fake_result(attack: str, defense: str, seed: int, asr: float, status: str = 
         "metrics": {"ca_top1": metric(0.8), "asr": metric(asr), "asr_all": metric(asr), "ra": metric(1 - asr)} if status == "ok" else {},
         "stages": {"defense": {"wall_s": 1.0, "peak_rss_mib": 10.0, "build": {"wall_s": 2.0, "peak_rss_mib": 20.0}}},
         "provenance": {"defense": "official method"},
+        "config": {"overrides": {}, "pretrained": None},
     }
 
 
