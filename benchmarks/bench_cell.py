@@ -56,6 +56,8 @@ def main() -> int:
         "cold": cold, "warm": warm,
         "metrics": {k: round(v["value"], 4) for k, v in metrics.items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                     cwd=Path(__file__).parent).stdout.strip() or None,
     }
     print(json.dumps(report, indent=2))
     if args.out:
