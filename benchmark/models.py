@@ -62,16 +62,17 @@ class ClipModel:
 
 
 _TOKEN_CACHE: dict[tuple[int, str], torch.Tensor] = {}
+_TOKEN_CACHE_LIMIT = 200_000
 
 
 def _tokenize_cached(tokenizer: Any, captions: tuple[str, ...]) -> torch.Tensor:
     """Tokenize captions, caching each distinct caption (templated captions repeat a lot)."""
     key = id(tokenizer)
+    if len(_TOKEN_CACHE) > _TOKEN_CACHE_LIMIT:  # augmented captions are mostly unique: bound the cache
+        _TOKEN_CACHE.clear()
     missing = [c for c in dict.fromkeys(captions) if (key, c) not in _TOKEN_CACHE]
     if missing:
         tokens = tokenizer(missing)
-        if len(_TOKEN_CACHE) > 200_000:
-            _TOKEN_CACHE.clear()
         for caption, row in zip(missing, tokens):
             _TOKEN_CACHE[(key, caption)] = row
     return torch.stack([_TOKEN_CACHE[(key, c)] for c in captions])

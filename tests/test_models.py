@@ -147,3 +147,14 @@ def test_model_input_applies_trigger_before_normalisation():
     clean = pipeline.model_input(images, ids)
     expected_clean = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=torch.float32).view(1, 3, 1, 1)
     torch.testing.assert_close(clean, expected_clean.expand(3, 3, 16, 16))
+
+
+def test_token_cache_overflow_keeps_the_batch_consistent(monkeypatch):
+    from clipbench import models
+
+    clip = models.create_model("clipbench-micro-vit")
+    monkeypatch.setattr(models, "_TOKEN_CACHE_LIMIT", 3)
+    first = clip.tokenize(["a bag.", "a boot.", "a coat."])
+    mixed = clip.tokenize(["a bag.", "a new dress.", "a shirt.", "a boot."])  # cache overflows in this call
+    assert torch.equal(mixed[0], first[0]) and torch.equal(mixed[3], first[1])
+    assert torch.equal(mixed, clip.tokenizer(["a bag.", "a new dress.", "a shirt.", "a boot."]))
