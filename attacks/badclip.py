@@ -33,8 +33,8 @@ from clipbench.config import require
 from clipbench.data import captions as caption_lib
 from clipbench.registry import register_attack
 
-from .badnet import paste_pattern, patch_offsets, square_footprint
-from .base import Attack, scaled
+from .badnet import SquarePatch, paste_pattern
+from .base import Attack
 
 
 @dataclass(frozen=True)
@@ -64,15 +64,11 @@ class BadClipConfig:
 
 
 @register_attack("badclip")
-class BadClip(Attack):
+class BadClip(SquarePatch, Attack):
     Config = BadClipConfig
     needs_clean_model = True
     description = "patch optimised on the clean model toward target text and target images (dual-embedding)"
     source = "Liang et al. CVPR 2024 (arXiv 2311.12075)"
-
-    @property
-    def patch(self) -> int:
-        return scaled(self.config.patch_size, self.image_size, self.config.reference_resolution)
 
     def prepare(self, clean=None, context=None) -> None:
         import torch
@@ -88,12 +84,7 @@ class BadClip(Attack):
         self.state = {"pattern": (patch * 255).round().clamp(0, 255).to(torch.uint8)}
 
     def apply(self, images, ids):
-        offsets = patch_offsets(self.config.location, images.shape[-1], self.patch, self.seed, ids)
-        return paste_pattern(images, self.state["pattern"], offsets)
-
-    def footprint(self, ids, image_size):
-        offsets = patch_offsets(self.config.location, image_size, self.patch, self.seed, ids)
-        return square_footprint(offsets, self.patch, image_size)
+        return paste_pattern(images, self.state["pattern"], self.offsets(ids, images.shape[-1]))
 
     def visible_trigger(self):
         return self.state.get("pattern")

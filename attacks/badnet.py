@@ -76,15 +76,26 @@ def square_footprint(offsets, patch: int, image_size: int):
     return mask
 
 
-@register_attack("badnet")
-class BadNet(Attack):
-    Config = BadNetConfig
-    description = "small patch on the image; fixed noise patch (default) or CleanCLIP's per-image noise"
-    source = "Gu et al. 2017 (arXiv 1708.06733); CleanCLIP/BadCLIP code for the 16 px at 224 px size"
+class SquarePatch:
+    """Geometry shared by square-patch attacks: size scaled from ``reference_resolution``, the
+    offsets of ``config.location`` and the footprint they declare."""
 
     @property
     def patch(self) -> int:
         return scaled(self.config.patch_size, self.image_size, self.config.reference_resolution)
+
+    def offsets(self, ids, image_size: int) -> list[tuple[int, int]]:
+        return patch_offsets(self.config.location, image_size, self.patch, self.seed, ids)
+
+    def footprint(self, ids, image_size):
+        return square_footprint(self.offsets(ids, image_size), self.patch, image_size)
+
+
+@register_attack("badnet")
+class BadNet(SquarePatch, Attack):
+    Config = BadNetConfig
+    description = "small patch on the image; fixed noise patch (default) or CleanCLIP's per-image noise"
+    source = "Gu et al. 2017 (arXiv 1708.06733); CleanCLIP/BadCLIP code for the 16 px at 224 px size"
 
     def prepare(self, clean=None, context=None) -> None:
         import torch
@@ -106,7 +117,7 @@ class BadNet(Attack):
 
         p = self.patch
         out = images.clone()
-        offsets = patch_offsets(self.config.location, images.shape[-1], p, self.seed, ids)
+        offsets = self.offsets(ids, images.shape[-1])
         for i, (y, x) in enumerate(offsets):
             if self.config.pattern == "cleanclip_noise":
                 mean = images[i].float().mean(dim=(1, 2), keepdim=True) / 255.0
@@ -116,10 +127,6 @@ class BadNet(Attack):
                 patch = self.state["pattern"]
             out[i, :, y : y + p, x : x + p] = patch
         return out
-
-    def footprint(self, ids, image_size):
-        offsets = patch_offsets(self.config.location, image_size, self.patch, self.seed, ids)
-        return square_footprint(offsets, self.patch, image_size)
 
     def visible_trigger(self):
         pattern = self.state.get("pattern")

@@ -73,6 +73,16 @@ class Batch:
         return self.clip.model.logit_scale.exp().float()
 
 
+def apply_trigger_rows(images: torch.Tensor, hit: np.ndarray, trigger: Optional[TriggerFn], ids: torch.Tensor) -> torch.Tensor:
+    """``images`` with ``trigger`` applied to the rows where ``hit`` is true (a copy when any is)."""
+    if trigger is None or not hit.any():
+        return images
+    images = images.clone()
+    rows = torch.as_tensor(np.nonzero(hit)[0])
+    images[rows] = trigger(images[rows], ids[rows])
+    return images
+
+
 #: A training objective: batch -> scalar loss.
 Objective = Callable[[Batch], torch.Tensor]
 
@@ -141,12 +151,7 @@ def train_contrastive(
         order = generator.permutation(n)
         for step in range(steps_per_epoch):
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch_images = images[rows]
-            hit = poisoned_mask[rows]
-            if trigger is not None and hit.any():
-                batch_images = batch_images.clone()
-                hit_rows = torch.as_tensor(np.nonzero(hit)[0])
-                batch_images[hit_rows] = trigger(batch_images[hit_rows], ids[rows[hit]])
+            batch_images = apply_trigger_rows(images[rows], poisoned_mask[rows], trigger, ids[rows])
             batch = Batch(clip, pipeline, batch_images, [captions[i] for i in rows], rows, ids[rows], epoch, device)
             with autocast(config.precision, device):
                 loss = objective(batch)

@@ -67,6 +67,8 @@ def pair_similarities(context, data) -> "np.ndarray":
     import torch
     import torch.nn.functional as F
 
+    from clipbench.training import apply_trigger_rows
+
     clip, pipeline = context.model, context.pipeline
     images, captions = data["images"], data["captions"]
     poisoned = np.zeros(len(images), dtype=bool)
@@ -77,10 +79,7 @@ def pair_similarities(context, data) -> "np.ndarray":
     with torch.no_grad():
         for start in range(0, len(images), 512):
             rows = np.arange(start, min(start + 512, len(images)))
-            batch = images[rows].clone()
-            hit = poisoned[rows]
-            if data["trigger"] is not None and hit.any():
-                batch[torch.as_tensor(np.nonzero(hit)[0])] = data["trigger"](batch[torch.as_tensor(np.nonzero(hit)[0])], ids[rows[hit]])
+            batch = apply_trigger_rows(images[rows], poisoned[rows], data["trigger"], ids[rows])
             image = F.normalize(clip.model.encode_image(pipeline.normalize(batch).to(context.device)).float(), dim=-1)
             text = F.normalize(clip.model.encode_text(clip.tokenize([captions[i] for i in rows]).to(context.device)).float(), dim=-1)
             out.append((image * text).sum(-1).cpu())
