@@ -32,8 +32,11 @@ class MatrixPlan:
                    if stage in TRAINING_STAGES and node["trains"] and (cached is None or node["cached"] == cached))
 
     def summary(self, cells: int) -> str:
+        by_stage = {stage: sum(1 for (s, _), node in self.nodes.items() if s == stage and node["trains"])
+                    for stage in TRAINING_STAGES}
         return (f"{cells} cells; {self.count()} artifacts, {self.count(cached=False)} to compute; "
-                f"{self.trainings()} trainings, {self.trainings(cached=False)} not cached")
+                f"{self.trainings()} trainings ({by_stage['clean']} clean, {by_stage['victim']} victims, "
+                f"{by_stage['defense']} defenses), {self.trainings(cached=False)} not cached")
 
     def rows(self) -> list[tuple]:
         order = {"clean": 0, "poison": 1, "reference": 2, "victim": 3, "defense": 4}

@@ -14,7 +14,7 @@ from .registry import MODELS
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 
 _DESCRIPTIONS = {
-    "clipbench-tiny-vit": "ViT, 32 px, patch 4, width 128, 4 layers; text width 128, 2 layers, context 16 (preset tiny)",
+    "clipbench-tiny-vit": "ViT, 32 px, patch 8, width 128, 4 layers; text width 128, 2 layers, context 16 (preset tiny)",
     "clipbench-tiny-rn": "ModifiedResNet [1,1,1,1] width 32 mirroring RN50's design at 32 px; same text tower",
     "clipbench-micro-vit": "ViT, 16 px, 1 layer, width 32: for unit tests only",
 }
@@ -31,3 +31,15 @@ class ModelSpec:
 
 for _path in sorted(CONFIG_DIR.glob("*.json")):
     MODELS.register(_path.stem)(ModelSpec(_path.stem, _path, _DESCRIPTIONS.get(_path.stem, "")))
+
+
+def architecture_digest(name: str) -> "str | None":
+    """sha256 of a clipbench architecture's JSON config (``None`` for open_clip's own names).
+
+    Part of the clean model's cache key, so editing a config file never reuses old weights.
+    """
+    import hashlib
+
+    if name not in MODELS:
+        return None
+    return hashlib.sha256(MODELS.get(name).config_path.read_bytes()).hexdigest()

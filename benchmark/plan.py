@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .cells import Cell
 from .config import stable_hash, to_dict
+from .model_zoo import architecture_digest
 
 #: Bumped when a stage's code changes what it produces; part of every artifact key.
 STAGE_VERSIONS = {"clean": 1, "poison": 1, "reference": 1, "victim": 1, "defense": 1, "evaluation": 1}
@@ -42,7 +43,8 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
     defenses only), defense."""
     preset = cell.preset
     clean = _node("clean", {
-        "model": preset.model, "pretrained": preset.pretrained, "pretrain": to_dict(preset.pretrain),
+        "model": preset.model, "architecture": architecture_digest(preset.model),
+        "pretrained": preset.pretrained, "pretrain": to_dict(preset.pretrain),
         "scenario": to_dict(preset.scenario) if preset.pretrained is None else None,
     })
     poison = _node("poison", {

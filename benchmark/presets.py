@@ -90,7 +90,7 @@ MICRO = _register(
         pretrained=None,
         scenario=ScenarioConfig(pretrain_size=512, victim_size=256, defense_size=128, eval_size=200, target="bag"),
         pretrain=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2, seed=0),
-        poison=PoisonConfig(count=32),
+        poison=PoisonConfig(count=16),  # fits every attack: label-consistent needs 16 of the ~21 target images
         victim=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2),
         defense_overrides={
             "finetune": _MICRO_POST, "cleanclip": _MICRO_POST, "abd": {**_MICRO_POST, "craft_steps": "3", "craft_batch_size": "16"},

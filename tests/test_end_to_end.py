@@ -87,7 +87,7 @@ def test_result_schema(runs):
             "name": f"micro__clipbench-micro-vit__badnet__{defense}__seed0",
         }
         assert result["config"]["defense"]["name"] == defense
-        assert result["config"]["poison"]["count"] == 32
+        assert result["config"]["poison"]["count"] == 16
         assert result["versions"]["python"] and result["versions"]["torch"]
         assert result["device"]["type"] == "cpu"
         assert {"attack", "defense", "defense_source", "attack_source"} <= set(result["provenance"])

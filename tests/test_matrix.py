@@ -27,7 +27,8 @@ def test_dry_run_plans_shared_artifacts_and_writes_nothing(cli_runner, fresh_cac
                        "--cache-dir", fresh_cache_dir, "--results-dir", tmp_path / "r", "--dry-run"])
     assert done.exit_code == 0, done.output
     # 2 attacks: 1 clean model + 2 victims + 2 x (finetune, roclip) trainings = 7
-    assert "6 cells" in done.output and "7 trainings, 7 not cached" in done.output
+    assert "6 cells" in done.output
+    assert "7 trainings (1 clean, 2 victims, 4 defenses), 7 not cached" in done.output
     assert done.output.count("victim badnet seed 0") == 1
     assert not (tmp_path / "r").exists()
     assert not list(fresh_cache_dir.glob("clean/*"))
