@@ -73,5 +73,5 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
 
 
 def run_key(cell: Cell) -> str:
-    """Key of the cell's result: its whole resolved config and the stage code versions."""
-    return stable_hash("cell", STAGE_VERSIONS, cell.config_dict())
+    """Key of the cell's result: its whole resolved config, the architecture and the stage code versions."""
+    return stable_hash("cell", STAGE_VERSIONS, cell.config_dict(), architecture_digest(cell.preset.model))
