@@ -24,6 +24,8 @@ and evaluation paste the very same pixels.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -97,6 +99,27 @@ class BadClip(SquarePatch, Attack):
         return [caption_lib.CAPTION_TEMPLATES[t].format(words[w]) for t, w in zip(templates, picks)]
 
 
+def _labelled(context) -> bool:
+    return bool(len(context.pairs.labels)) and int(np.min(context.pairs.labels)) >= 0
+
+
+def _target_rows(context) -> np.ndarray:
+    """Rows showing the target: by label, or (caption-only data such as CC3M) by a caption that
+    names the target, as BadCLIP draws its natural target images from captions."""
+    if _labelled(context):
+        return np.asarray(context.pairs.labels) == context.target_index
+    word = re.compile(rf"\b{re.escape(context.target_name.lower())}s?\b")
+    return np.array([bool(word.search(caption.lower())) for caption in context.pairs.captions], dtype=bool)
+
+
+def _class_captions(context) -> list[list[str]]:
+    """Per zero-shot class, the captions whose mean embedding is the class's text anchor: the
+    Fashion-MNIST training templates with synonyms, or "a photo of a {name}." for other data."""
+    if _labelled(context) and len(caption_lib.SYNONYMS) == len(context.classnames or caption_lib.SYNONYMS):
+        return [[t.format(w) for t in caption_lib.CAPTION_TEMPLATES for w in words] for words in caption_lib.SYNONYMS.values()]
+    return [[f"a photo of a {name}."] for name in context.classnames]
+
+
 def optimise_patch(attack: BadClip, clean, context, start):
     """Adam on the patch (through a sigmoid) against the clean model's frozen encoders."""
     import torch
@@ -108,20 +131,18 @@ def optimise_patch(attack: BadClip, clean, context, start):
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
-    labels = np.asarray(context.pairs.labels)
     rng = np.random.default_rng(attack.seed)
-    others = np.nonzero(labels != context.target_index)[0]
-    others = rng.permutation(others)[: config.max_images]
-    targets = np.nonzero(labels == context.target_index)[0][: config.max_images]
+    is_target = _target_rows(context)
+    others = rng.permutation(np.nonzero(~is_target)[0])[: config.max_images]
+    targets = np.nonzero(is_target)[0][: config.max_images]
     images = context.images
     with torch.no_grad():
         class_text = []
-        for words in caption_lib.SYNONYMS.values():
-            captions = [t.format(w) for t in caption_lib.CAPTION_TEMPLATES for w in words]
+        for captions in _class_captions(context):
             class_text.append(F.normalize(model.encode_text(clean.tokenize(captions).to(device)), dim=-1).mean(0))
         class_text = F.normalize(torch.stack(class_text), dim=-1)
         target_image = torch.zeros(class_text.shape[1], device=device)
-        for chunk in np.array_split(targets, max(1, len(targets) // 256)):
+        for chunk in (np.array_split(targets, max(1, len(targets) // 256)) if len(targets) else []):
             target_image += F.normalize(model.encode_image(pipeline.normalize(images[chunk]).to(device)), dim=-1).sum(0)
         target_image = F.normalize(target_image, dim=0)
         scale = model.logit_scale.exp()

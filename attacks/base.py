@@ -45,7 +45,8 @@ class PoisonManifest:
 @dataclass
 class AttackContext:
     """What ``prepare`` may use: the attacker's (victim) pairs at the model's resolution, the
-    model's image pipeline, the target class and the device."""
+    model's image pipeline, the target class, the device, and the zero-shot class names (for data
+    whose pairs carry captions only, such as CC3M)."""
 
     pairs: "PairSet"
     images: "torch.Tensor"
@@ -53,6 +54,7 @@ class AttackContext:
     target_index: int
     target_name: str
     device: "torch.device"
+    classnames: tuple = ()
 
 
 def image_generator(seed: int, image_id: int):

@@ -68,8 +68,9 @@ class Cell:
         }
 
 
-def _method_config(cls: Any, preset_overrides: dict[str, str], user_overrides: dict[str, str], section: str) -> Any:
-    config = cls.default_config()
+def _method_config(cls: Any, preset_overrides: dict[str, str], user_overrides: dict[str, str], section: str,
+                   base: Any = None) -> Any:
+    config = cls.default_config() if base is None else base
     if preset_overrides:
         config = apply_overrides(config, preset_overrides, section)
     config = apply_overrides(config, user_overrides, section)
@@ -81,12 +82,16 @@ def _method_config(cls: Any, preset_overrides: dict[str, str], user_overrides: d
 
 def resolve_cell(request: CellRequest) -> Cell:
     """Check names and overrides and build the cell's configs; raise :class:`ClipbenchError`."""
-    unknown = sorted(set(request.overrides) - set(SECTIONS))
+    unknown = sorted(set(request.overrides) - set(SECTIONS) - set(ATTACKS.names()) - set(DEFENSES.names()))
     if unknown:
-        raise ClipbenchError(f"--set {unknown[0]}.*: unknown section; valid sections: {', '.join(SECTIONS)}")
+        raise ClipbenchError(f"--set {unknown[0]}.*: unknown section; valid sections: {', '.join(SECTIONS)}, "
+                             "or an attack or defense name (its values apply to that method only)")
     preset: Preset = PRESETS.get(request.preset)
     attack_cls = ATTACKS.get(request.attack)
     defense_cls = DEFENSES.get(request.defense)
+    # a cell keeps the overrides that reach it: the generic sections and its own methods' sections
+    relevant = set(SECTIONS) | {request.attack, request.defense}
+    request = dataclasses.replace(request, overrides={k: v for k, v in request.overrides.items() if k in relevant and v})
     changes: dict[str, Any] = {}
     if request.model is not None:
         from .models import check_model_name
@@ -98,9 +103,10 @@ def resolve_cell(request: CellRequest) -> Cell:
     for section in ("scenario", "pretrain", "poison", "victim"):
         values = request.overrides.get(section, {})
         base = getattr(preset, section)
-        base.validate()
-        if values:
+        if values:  # validated after the overrides: a preset may leave a value to the user (data paths)
             changes[section] = apply_overrides(base, values, section)
+        else:
+            base.validate()
     if request.seed < 0:
         raise ClipbenchError(f"seed must be >= 0, got {request.seed}")
     preset = dataclasses.replace(preset, **changes)
@@ -111,8 +117,10 @@ def resolve_cell(request: CellRequest) -> Cell:
     attack_config = _method_config(
         attack_cls, preset.attack_overrides.get(request.attack, {}), request.overrides.get("attack", {}), "attack"
     )
+    attack_config = _method_config(attack_cls, {}, request.overrides.get(request.attack, {}), request.attack, attack_config)
     defense_config = _method_config(
         defense_cls, preset.defense_overrides.get(request.defense, {}), request.overrides.get("defense", {}), "defense"
     )
+    defense_config = _method_config(defense_cls, {}, request.overrides.get(request.defense, {}), request.defense, defense_config)
     defense_cls.check_scenario(defense_config, preset.scenario)
     return Cell(request, preset, attack_cls, attack_config, defense_cls, defense_config)

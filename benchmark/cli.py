@@ -38,7 +38,7 @@ def cli() -> None:
 
 
 @cli.command("list")
-@click.argument("what", type=click.Choice(["attacks", "defenses", "models", "presets"]))
+@click.argument("what", type=click.Choice(["attacks", "defenses", "models", "presets", "reproductions"]))
 def list_command(what: str) -> None:
     """List registered attacks, defenses, models or presets."""
     from tabulate import tabulate
@@ -60,6 +60,13 @@ def list_command(what: str) -> None:
         rows = [(name, MODELS.get(name).description) for name in MODELS.names()]
         rows.append(("<any open_clip name>", "e.g. RN50 with --pretrained openai (weights downloaded by open_clip)"))
         headers = ("model", "description")
+    elif what == "reproductions":
+        from .registry import REPRODUCTIONS
+
+        for name in REPRODUCTIONS.names():
+            item = REPRODUCTIONS.get(name)
+            rows.append((name, f"{item.source}, {item.table}", item.description))
+        headers = ("reproduction", "published in", "what")
     else:
         for name in PRESETS.names():
             preset = PRESETS.get(name)
@@ -101,6 +108,21 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         for a in ATTACKS.resolve_list(attacks)
         for d in DEFENSES.resolve_list(defenses)
     ]
+    results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
+                         timeout_min)
+    if results is None:
+        return
+    from .summary import cell_table
+
+    click.echo(cell_table(results))
+    click.echo(f"results: {results_dir}")
+    if any(r["status"] != "ok" for r in results):
+        sys.exit(1)
+
+
+def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
+               timeout_min) -> list[dict] | None:
+    """Plan resolved cells, print the plan (and stop there with ``dry_run``), else run them."""
     from tabulate import tabulate
 
     from .cache import ensure_writable
@@ -113,12 +135,10 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
     if dry_run:
         click.echo(tabulate(plan.rows(), headers=("stage", "key", "status", "what", "cells"), tablefmt="simple"))
         click.echo(summary)
-        return
+        return None
     results_dir = ensure_writable(results_dir, "results directory")
     click.echo(summary, err=True)
     from tqdm.auto import tqdm
-
-    from .summary import cell_table
 
     settings = RunnerSettings(str(cache), str(results_dir), device, force)
     options = {"timeout_min": timeout_min}
@@ -129,10 +149,58 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
             progress.update(1)
             progress.set_postfix_str(f"{result['cell']['name']}: {result['status']}")
 
-        results = run_matrix(cells, settings, workers=workers, executor=executor, on_result=on_result,
-                             submitit_options=options)
-    click.echo(cell_table(results))
-    click.echo(f"results: {results_dir}")
+        return run_matrix(cells, settings, workers=workers, executor=executor, on_result=on_result,
+                          submitit_options=options)
+
+
+@cli.command("reproduce")
+@click.argument("table")
+@click.option("--preset", default="tiny", show_default=True, help="tiny (embedded default) or paper-abd")
+@click.option("--model", default=None, help="model architecture (default: the preset's)")
+@click.option("--pretrained", default=None, help="open_clip pretrained tag for --model ('' for none)")
+@click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="override a config value, e.g. scenario.train_data=cc3m.csv (repeatable)")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+              help="where the cells' result JSONs go")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+@click.option("--force", is_flag=True, help="recompute every stage of the table's cells")
+@click.option("--dry-run", is_flag=True, help="print the stage plan and exit")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="cells run in parallel processes")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True)
+@click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
+@click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job")
+def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
+                      workers, executor, slurm_partition, timeout_min) -> None:
+    """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
+    from .cells import resolve_cell
+    from .config import parse_set_options
+    from .registry import REPRODUCTIONS
+    from .reproduce import cell_requests, paper_shape, side_by_side, write_outputs
+
+    reproduction = REPRODUCTIONS.get(table)
+    requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
+    cells = [resolve_cell(request) for request in requests]
+    results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
+                         timeout_min)
+    if results is None:
+        return
+    from tabulate import tabulate
+
+    measured = side_by_side(reproduction, results)
+    setting = f"preset {cells[0].preset.name}, model {cells[0].preset.model}" + (
+        f" ({cells[0].preset.pretrained})" if cells[0].preset.pretrained else "") + f", seeds {seeds}"
+    out = out or Path(results_dir) / "reproduce" / f"{table}-{cells[0].preset.name}"
+    paths = write_outputs(measured, reproduction, setting, out)
+    click.echo(f"{reproduction.name} — {setting}; cells read measured (published), %; ASR counts target-class images")
+    click.echo(tabulate(paper_shape(measured, reproduction), headers="keys", tablefmt="simple", showindex=False))
+    click.echo(tabulate(measured[["attack", "defense", "ca_diff", "asr_diff", "asr_measured"]].round(1),
+                        headers=("attack", "defense", "CA measured - published", "ASR measured - published",
+                                 "ASR excl. target"), tablefmt="simple", showindex=False))
+    click.echo(f"written: {paths['markdown']}, {paths['csv']}, {paths['figure']}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
 
@@ -290,6 +358,11 @@ def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bo
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True)
     click.echo(f"{len(doomed)} entries, {freed / 2**20:.1f} MiB {'to free' if dry_run else 'freed'}")
+
+
+from .cli_checkpoint import checkpoint_group  # noqa: E402  (a command group of its own module)
+
+cli.add_command(checkpoint_group)
 
 
 def check_device(device: str) -> None:

@@ -79,8 +79,17 @@ def _tokenize_cached(tokenizer: Any, captions: tuple[str, ...]) -> torch.Tensor:
 
 
 def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> ClipModel:
-    """Build architecture ``name`` (randomly initialised from ``seed`` unless ``pretrained``)."""
+    """Build architecture ``name`` (randomly initialised from ``seed`` unless ``pretrained``).
+
+    ``pretrained`` is an open_clip tag (``openai``), or a clipbench checkpoint folder, e.g. one
+    written by ``clipbench checkpoint import`` from the papers' code.
+    """
     check_model_name(name)
+    if pretrained and (Path(pretrained).expanduser() / SIDECAR_FILE).exists():
+        clip = load_checkpoint(Path(pretrained).expanduser())
+        if clip.name != name:
+            raise ClipbenchError(f"checkpoint {pretrained} holds a {clip.name} model, not {name}")
+        return clip
     open_clip = _open_clip()
     torch.manual_seed(seed)
     root_logger = logging.getLogger()

@@ -104,6 +104,7 @@ DEFENSES: Registry = Registry(
 )
 PRESETS: Registry = Registry("preset", ("clipbench.presets",))
 MODELS: Registry = Registry("model", ("clipbench.model_zoo",))
+REPRODUCTIONS: Registry = Registry("reproduction", ("clipbench.reproduce",))
 
 
 def register_attack(name: str):

@@ -84,6 +84,8 @@ def build_result(cell, run_key: str, status: str, error: Optional[str], metrics:
             "classnames": list(scenario.classnames),
             "templates": list(scenario.templates),
         })
+        if scenario.sources:  # real-scale data: listed rows vs rows that resolved to readable images
+            result["data_sources"] = scenario.sources
     if trace:
         result["traceback"] = trace
     return result

@@ -21,6 +21,7 @@ from . import seeding
 from .cache import ArtifactStore, ensure_writable
 from .cells import Cell
 from .config import stable_hash, to_dict
+from .data.real import RowView, resized
 from .data.scenario import ScenarioData, load_scenario
 from .errors import ClipbenchError
 from .image_pipeline import ImagePipeline
@@ -68,7 +69,11 @@ class Runner:
         """The split's images at the model's resolution (uint8), computed once per process."""
         key = (stable_hash(to_dict(cell.preset.scenario)), split, pipeline)
         if key not in self._resized:
-            self._resized[key] = pipeline.to_model_resolution(getattr(self.scenario(cell), split).images)
+            images = getattr(self.scenario(cell), split).images
+            if isinstance(images, RowView):  # real-scale data: decoded per batch, never all at once
+                self._resized[key] = resized(images, pipeline.size)
+            else:
+                self._resized[key] = pipeline.to_model_resolution(images)
         return self._resized[key]
 
     def _stage(self, cell: Cell, stage: str, build) -> StageRecord:
@@ -120,7 +125,8 @@ class Runner:
             from clipbench.attacks.base import AttackContext
 
             context = AttackContext(pairs=scenario.victim, images=self.images(cell, "victim", pipeline), pipeline=pipeline,
-                                    target_index=scenario.target_index, target_name=scenario.target_name, device=self.device)
+                                    target_index=scenario.target_index, target_name=scenario.target_name, device=self.device,
+                                    classnames=tuple(scenario.classnames))
             attack.prepare(clip if attack.needs_clean_model else None, context)
             manifest = attack.poison(scenario.victim, cell.preset.poison.count, scenario.target_index,
                                      scenario.target_name, seeding.numpy_rng(cell.seed, "poison_rows"),

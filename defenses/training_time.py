@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clipbench.data.real import select_rows
+
 if TYPE_CHECKING:
     from .base import DefenseContext
 
@@ -22,7 +24,7 @@ def subset(context: "DefenseContext", rows: np.ndarray) -> dict:
     if context.trigger_rows is not None:
         poisoned[context.trigger_rows] = True
     return {
-        "images": context.images[rows],
+        "images": select_rows(context.images, rows),
         "pairs": context.pairs.subset(rows),
         "captions": [captions[int(r)] for r in rows],
         "trigger_rows": np.nonzero(poisoned[rows])[0],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +13,26 @@ from . import captions as caption_lib
 from .pairs import PairSet
 
 
+DATASETS = ("fashion-mnist", "pairs")
+
+
 @dataclass(frozen=True)
 class ScenarioConfig:
-    """Sizes of the disjoint splits carved from the 60K Fashion-MNIST training images.
+    """Which data plays which role, and how much of it.
 
-    The test split (10K) is the zero-shot evaluation set. Splits and captions come from
-    ``split_seed`` and are shared by every run seed, so one clean model serves every cell.
+    ``fashion-mnist`` (the ``tiny`` preset): disjoint splits carved from the 60K Fashion-MNIST
+    training images; the test split (10K) is the zero-shot evaluation set.
+
+    ``pairs`` (real scale, the ``paper-abd`` preset): image-caption pairs from ``train_data`` (a
+    CSV/TSV of image paths and captions, webdataset shards, or ``hf:NAME[:SPLIT]``; see
+    :func:`clipbench.data.sources.open_pairs`); the clean defense pairs come from ``defense_data``
+    or, when it is empty, from rows of ``train_data`` disjoint from the victim's; the zero-shot set
+    is an image-classification source ``eval_data`` (an ImageNet-style folder or ``hf:NAME``)
+    scored with ``classnames`` (``imagenet``: OpenAI's 1,000 names; ``source``: the source's own
+    class names) and ``templates`` (``openai``: the 80 OpenAI ImageNet templates; ``simple``).
+
+    Splits and captions come from ``split_seed`` and are shared by every run seed, so one clean
+    model serves every cell.
     """
 
     dataset: str = "fashion-mnist"
@@ -28,17 +42,31 @@ class ScenarioConfig:
     eval_size: int = 10000
     target: str = "bag"
     split_seed: int = 0
+    train_data: str = ""
+    defense_data: str = ""
+    eval_data: str = ""
+    image_key: str = ""  # empty: the reader's default (CSV: image, caption; shards/hub: jpg, txt ...)
+    caption_key: str = ""
+    classnames: str = "imagenet"
+    templates: str = "openai"
+    max_skipped: float = 0.01  # a fraction of the listed rows, or a count when >= 1
 
     def validate(self) -> None:
-        require(self.dataset == "fashion-mnist", f"scenario.dataset {self.dataset!r} is unknown; valid: fashion-mnist")
+        require(self.dataset in DATASETS, f"scenario.dataset {self.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
         require(self.split_seed >= 0, f"scenario.split_seed must be >= 0, got {self.split_seed}")
         for name in ("pretrain_size", "victim_size", "defense_size", "eval_size"):
             require(getattr(self, name) >= 0, f"scenario.{name} must be >= 0, got {getattr(self, name)}")
+        require(self.victim_size > 0, "scenario.victim_size must be > 0")
+        require(self.eval_size > 0, "scenario.eval_size must be > 0")
+        require(self.max_skipped >= 0, f"scenario.max_skipped must be >= 0, got {self.max_skipped}")
+        if self.dataset == "pairs":
+            from .real import validate_pairs_config
+
+            validate_pairs_config(self)
+            return
         total = self.pretrain_size + self.victim_size + self.defense_size
         require(total <= 60000, f"scenario: pretrain + victim + defense sizes ({total}) exceed the 60000 training images")
         require(self.eval_size <= 10000, f"scenario.eval_size ({self.eval_size}) exceeds the 10000 test images")
-        require(self.victim_size > 0, "scenario.victim_size must be > 0")
-        require(self.eval_size > 0, "scenario.eval_size must be > 0")
         classnames = caption_lib.ZERO_SHOT_CLASSNAMES
         require(self.target in classnames, f"scenario.target {self.target!r} is not a class of the scenario; valid: {', '.join(classnames)}")
 
@@ -54,6 +82,7 @@ class ScenarioData:
     classnames: tuple[str, ...]
     templates: tuple[str, ...]
     target_index: int
+    sources: dict = field(default_factory=dict)  # per split: how many listed rows resolved (real data)
 
     @property
     def target_name(self) -> str:
@@ -70,8 +99,12 @@ def split_rows(total: int, sizes: list[int], seed: int) -> list[np.ndarray]:
 
 
 def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:
-    """Build the scenario's splits from the real Fashion-MNIST data."""
+    """Build the scenario's splits: Fashion-MNIST in memory, or lazy real-scale sources."""
     config.validate()
+    if config.dataset == "pairs":
+        from .real import load_pairs_scenario
+
+        return load_pairs_scenario(config)
     from .fashion_mnist import CLASSNAMES, load_fashion_mnist
 
     classnames = caption_lib.ZERO_SHOT_CLASSNAMES
