@@ -127,6 +127,17 @@ def test_resolve_cell_rejects_unknown_section():
         resolve_cell(request(overrides={"nosuch": {"key": "1"}}))
 
 
+def test_method_sections_reach_only_their_method():
+    overrides = {"finetune": {"epochs": "2"}, "roclip": {"pool_size": "16"}, "badnet": {"patch_size": "3"}}
+    tuned = resolve_cell(request(defense="finetune", overrides=overrides))
+    assert tuned.defense_config.epochs == 2 and tuned.attack_config.patch_size == 3
+    assert tuned.request.overrides == {"finetune": {"epochs": "2"}, "badnet": {"patch_size": "3"}}
+    other = resolve_cell(request(attack="blended", defense="none", overrides=overrides))
+    assert other.name == resolve_cell(request(attack="blended", defense="none")).name
+    with pytest.raises(ClipbenchError, match="--set finetune.pool_size: unknown key"):
+        resolve_cell(request(defense="finetune", overrides={"finetune": {"pool_size": "3"}}))
+
+
 def test_resolve_cell_rejects_negative_seed():
     with pytest.raises(ClipbenchError, match="seed must be >= 0"):
         resolve_cell(request(seed=-1))
