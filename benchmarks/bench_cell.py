@@ -22,6 +22,12 @@ import time
 from pathlib import Path
 
 
+def current_commit() -> str | None:
+    """The checkout's commit (``None`` outside git)."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip() or None
+
+
 def timed_run(args: list[str]) -> dict:
     """Run a command in a child process; return wall time, its peak RSS and exit code."""
     start = time.perf_counter()
@@ -40,6 +46,7 @@ def main() -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--out", type=Path, default=None, help="write the measurements as JSON here")
     args = parser.parse_args()
+    commit = current_commit()  # taken before the run: the code that ran, not what was committed meanwhile
     clipbench = shutil.which("clipbench") or str(Path(sys.executable).parent / "clipbench")
     work = Path(tempfile.mkdtemp(prefix="clipbench-bench-"))
     try:
@@ -56,8 +63,7 @@ def main() -> int:
         "cold": cold, "warm": warm,
         "metrics": {k: round(v["value"], 4) for k, v in metrics.items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent).stdout.strip() or None,
+        "git_commit": commit,
     }
     print(json.dumps(report, indent=2))
     if args.out:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_cell import timed_run
+from bench_cell import current_commit, timed_run
 
 
 def main() -> int:
@@ -39,6 +39,7 @@ def main() -> int:
     if cache.exists() and any(cache.iterdir()):
         print(f"bench_matrix: error: {cache} is not empty; a cold run needs an empty cache folder", file=sys.stderr)
         return 2
+    commit = current_commit()  # taken before the run: the code that ran, not what was committed meanwhile
     clipbench = shutil.which("clipbench") or str(Path(sys.executable).parent / "clipbench")
     base = [clipbench, "run", "--preset", args.preset, "--attack", args.attack, "--defense", args.defense,
             "--seeds", args.seed, "--cache-dir", str(cache), "--results-dir", str(args.results_dir)]
@@ -60,8 +61,7 @@ def main() -> int:
         "cells_ok": sum(1 for c in cells if c["status"] == "ok"),
         "cells_failed": [c["file"] for c in cells if c["status"] != "ok"],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "git_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                     cwd=Path(__file__).parent).stdout.strip() or None,
+        "git_commit": commit,
     }
     print(json.dumps(report, indent=2))
     if args.out:

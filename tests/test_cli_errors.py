@@ -7,7 +7,7 @@ import pytest
 CASES = {
     "unknown attack": (["--attack", "badnte"], "unknown attack 'badnte'; valid: badclip, badnet,"),
     "unknown defense": (["--defense", "none,finetun"], "unknown defense 'finetun'"),
-    "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, tiny."),
+    "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, paper-abd, tiny."),
     "unknown model": (["--model", "nosuch-model"], "unknown model 'nosuch-model'"),
     "unknown section": (["--set", "nosuch.key=1"], "unknown section"),
     "ill-typed value": (["--set", "victim.epochs=abc"], "victim.epochs: expected int, got 'abc'"),
