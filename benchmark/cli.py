@@ -75,25 +75,39 @@ def list_command(what: str) -> None:
     click.echo(tabulate(rows, headers=headers, tablefmt="simple"))
 
 
+_MATRIX_OPTIONS = (
+    click.option("--model", default=None, help="model architecture (default: the preset's)"),
+    click.option("--pretrained", default=None,
+                 help="open_clip pretrained tag for --model (e.g. openai), a clipbench checkpoint folder, or '' for none"),
+    click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated"),
+    click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+                 help="override a config value, e.g. victim.epochs=3, attack.patch_size=32 or roclip.pool_size=500 (repeatable)"),
+    click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]"),
+    click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+                 help="where the cells' result JSONs go"),
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
+    click.option("--force", is_flag=True, help="recompute every stage of the requested cells"),
+    click.option("--dry-run", is_flag=True, help="print the stage plan (cached or to compute) and exit"),
+    click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="cells run in parallel processes"),
+    click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
+                 help="where cells run: this machine, SLURM through submitit, or submitit's local executor"),
+    click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)"),
+    click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job"),
+)
+
+
+def matrix_options(func):
+    """The options every command that runs cells shares (``run``, ``reproduce``)."""
+    for option in reversed(_MATRIX_OPTIONS):
+        func = option(func)
+    return func
+
+
 @cli.command("run")
 @click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
 @click.option("--defense", "defenses", default="none", show_default=True, help="defense name(s), comma-separated, or 'all'")
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
-@click.option("--model", default=None, help="model architecture (default: the preset's)")
-@click.option("--pretrained", default=None, help="open_clip pretrained tag for --model, e.g. openai")
-@click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="override a config value, e.g. victim.epochs=3 or attack.patch_size=32 (repeatable)")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
-@click.option("--force", is_flag=True, help="recompute every stage of the requested cells")
-@click.option("--dry-run", is_flag=True, help="print the stage plan (cached or to compute) and exit")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="cells run in parallel processes")
-@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
-              help="where cells run: this machine, SLURM through submitit, or submitit's local executor")
-@click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
-@click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job")
+@matrix_options
 def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
                 dry_run, workers, executor, slurm_partition, timeout_min) -> None:
     """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
@@ -156,23 +170,9 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
 @cli.command("reproduce")
 @click.argument("table")
 @click.option("--preset", default="tiny", show_default=True, help="tiny (embedded default) or paper-abd")
-@click.option("--model", default=None, help="model architecture (default: the preset's)")
-@click.option("--pretrained", default=None, help="open_clip pretrained tag for --model ('' for none)")
-@click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="override a config value, e.g. scenario.train_data=cc3m.csv (repeatable)")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
-              help="where the cells' result JSONs go")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
-@click.option("--force", is_flag=True, help="recompute every stage of the table's cells")
-@click.option("--dry-run", is_flag=True, help="print the stage plan and exit")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="cells run in parallel processes")
-@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True)
-@click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)")
-@click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job")
+@matrix_options
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
                       workers, executor, slurm_partition, timeout_min) -> None:
     """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""

@@ -28,6 +28,20 @@ def current_commit() -> str | None:
                           cwd=Path(__file__).parent).stdout.strip() or None
 
 
+def provenance(commit: str | None) -> dict:
+    """Where a measurement was taken: the machine and the commit that ran."""
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    return {"machine": machine, "git_commit": commit}
+
+
+def emit(report: dict, out: Path | None) -> None:
+    """Print the report as JSON and write it to ``out`` when given."""
+    print(json.dumps(report, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def timed_run(args: list[str]) -> dict:
     """Run a command in a child process; return wall time, its peak RSS and exit code."""
     start = time.perf_counter()
@@ -62,13 +76,9 @@ def main() -> int:
         "cell": {"preset": args.preset, "attack": args.attack, "defense": args.defense, "seed": 0},
         "cold": cold, "warm": warm,
         "metrics": {k: round(v["value"], 4) for k, v in metrics.items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "git_commit": commit,
+        **provenance(commit),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0 if cold["exit_code"] == 0 and warm["exit_code"] == 0 else 1
 
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from bench_cell import current_commit, timed_run
+from bench_cell import current_commit, emit, provenance, timed_run
 
 
 def main() -> int:
@@ -60,13 +58,9 @@ def main() -> int:
         "cold": run,
         "cells_ok": sum(1 for c in cells if c["status"] == "ok"),
         "cells_failed": [c["file"] for c in cells if c["status"] != "ok"],
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "git_commit": commit,
+        **provenance(commit),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    emit(report, args.out)
     return 0 if run["exit_code"] == 0 else 1
 
 
