@@ -2,7 +2,9 @@
 
 The patch is optimised at one position (the first image's offset): with ``location=random`` it is
 pasted elsewhere at poisoning and evaluation time than where it was optimised. The text term and
-the natural captions use the Fashion-MNIST class synonyms of :mod:`clipbench.data.captions`.
+the natural captions use the Fashion-MNIST class synonyms of :mod:`clipbench.data.captions` on
+the Fashion-MNIST scenario; on caption-only data (CC3M) the target images are the rows whose
+caption names the target and each class's text anchor is "a photo of a {name}.".
 
 The patch is optimised so that patched images land near the target in the *clean* model's
 embedding space, with the dual-embedding objective, each term weighted by a config field:
@@ -115,7 +117,7 @@ def _target_rows(context) -> np.ndarray:
 def _class_captions(context) -> list[list[str]]:
     """Per zero-shot class, the captions whose mean embedding is the class's text anchor: the
     Fashion-MNIST training templates with synonyms, or "a photo of a {name}." for other data."""
-    if _labelled(context) and len(caption_lib.SYNONYMS) == len(context.classnames or caption_lib.SYNONYMS):
+    if tuple(context.classnames or caption_lib.ZERO_SHOT_CLASSNAMES) == caption_lib.ZERO_SHOT_CLASSNAMES:
         return [[t.format(w) for t in caption_lib.CAPTION_TEMPLATES for w in words] for words in caption_lib.SYNONYMS.values()]
     return [[f"a photo of a {name}."] for name in context.classnames]
 
