@@ -17,7 +17,7 @@ embedding space, with the dual-embedding objective, each term weighted by a conf
   from the clean image's own embedding).
 
 Poisoned captions are natural captions mentioning the target (training templates filled with
-synonyms of the target class). Defaults follow REFERENCE.md (a 16 px patch at 224 px at the image
+synonyms of the target class). Defaults follow docs/protocol.md (a 16 px patch at 224 px at the image
 centre, Adam, 50 epochs on up to 10K images); the learning rate (0.01 on the patch in [0, 1]
 space, parametrised through a sigmoid) and batch size (128) are choices where the paper is silent.
 The optimised patch is quantised to uint8 once and stored losslessly (safetensors), so poisoning
@@ -27,7 +27,6 @@ and evaluation paste the very same pixels.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from typing import Literal
 

@@ -1,7 +1,7 @@
 """BadNet (Gu et al., 2017, arXiv 1708.06733): a small patch pasted on the image.
 
 Default: a fixed patch whose pixels are drawn once from the trigger seed, at the bottom-right
-corner (BackdoorBench's fixed-patch convention, REFERENCE.md). Named variants:
+corner (BackdoorBench's fixed-patch convention, docs/protocol.md). Named variants:
 
 - ``pattern="cleanclip_noise"``: CleanCLIP's patch, the image's per-channel mean plus N(0, 1)
   noise in [0, 1] space, redrawn for every image (from the trigger seed and the image id);
@@ -135,7 +135,7 @@ class BadNet(SquarePatch, Attack):
 
 @register_attack("label_consistent")
 class LabelConsistentBadNet(BadNet):
-    """BadNet's patch on target-class images only, captions kept (REFERENCE.md trigger table,
+    """BadNet's patch on target-class images only, captions kept (docs/protocol.md, "Trigger parameters",
     "label-consistent"; Turner et al., 2019, arXiv 1912.02771). ``poison.label_consistent`` gives
     the same row choice for any other attack."""
 

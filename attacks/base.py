@@ -142,14 +142,15 @@ class Attack:
         """Pick ``count`` rows (seeded) and give them captions naming the target.
 
         CleanCLIP and BadCLIP poison uniformly drawn rows and caption them with a template filled
-        with the target class name (REFERENCE.md, "Poisoned captions"). ``label_consistent``
+        with the target class name (docs/protocol.md, "Poisoned captions"). ``label_consistent``
         draws only rows of the target class and keeps their own captions (the label-consistent
-        variant in REFERENCE.md's trigger table).
+        variant in docs/protocol.md, "Trigger parameters").
         """
         require(count <= len(pairs), f"poison.count ({count}) is larger than the victim split ({len(pairs)} pairs)")
         if label_consistent:
             candidates = np.nonzero(np.asarray(pairs.labels) == target_index)[0]
-            require(count <= len(candidates), f"poison.count ({count}) is larger than the {len(candidates)} target-class pairs a label-consistent attack can use")
+            require(count <= len(candidates), f"poison.count ({count}) is larger than the {len(candidates)} "
+                                              "target-class pairs a label-consistent attack can use")
             rows = np.sort(rng.choice(candidates, size=count, replace=False))
             return PoisonManifest(rows, [pairs.captions[int(r)] for r in rows])
         rows = np.sort(rng.choice(len(pairs), size=count, replace=False))

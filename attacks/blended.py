@@ -3,7 +3,7 @@
 ``x' = (1 - alpha) * x + alpha * pattern`` in uint8 space, rounded.
 
 Default: a fixed uniform-noise pattern drawn once from the trigger seed, alpha 0.2
-(BackdoorBench's alpha; REFERENCE.md). Named variants:
+(BackdoorBench's alpha; docs/protocol.md). Named variants:
 
 - ``pattern="cleanclip_noise"``: CleanCLIP's fresh U(0, 1) noise for every image (seeded by the
   trigger seed and the image id), alpha 0.2;

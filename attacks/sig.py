@@ -1,7 +1,7 @@
 """SIG (Barni et al., 2019, arXiv 1902.11237): a horizontal sinusoidal signal on the image.
 
 ``v(i, j) = delta * sin(2 pi j f / W)`` in uint8 units. Default: BadCLIP's code, delta 60/255 and
-f 6, added to the image (REFERENCE.md). Variants: BackdoorBench's delta 40/255
+f 6, added to the image (docs/protocol.md). Variants: BackdoorBench's delta 40/255
 (``delta=40``), and CleanCLIP's blending at 0.2 (``mode="blend"``:
 ``x' = 0.8 x + 0.2 v`` with the signed sinusoid ``v``, as CleanCLIP's code computes it).
 """

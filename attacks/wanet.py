@@ -3,7 +3,7 @@
 A ``k x k`` grid of random offsets (from the trigger seed), normalised to mean absolute value 1,
 upsampled bicubically to the image, scaled by ``s / S`` and added to the identity sampling grid;
 the image is resampled through it (``grid_sample``). Default: the WaNet paper's k = 4, s = 0.5
-(BackdoorBench; REFERENCE.md). Variant: CleanCLIP's k = 224, s = 1 (``k=224 s=1``; ``k`` is
+(BackdoorBench; docs/protocol.md). Variant: CleanCLIP's k = 224, s = 1 (``k=224 s=1``; ``k`` is
 capped at the image size).
 
 Noise mode (WaNet's "cross" samples) is optional: with ``cross_ratio > 0``, that many extra rows

@@ -1,7 +1,7 @@
 """Image augmentation on uint8 batches at the model's resolution, for the unimodal losses of
 CleanCLIP, RoCLIP and SafeCLIP.
 
-CleanCLIP uses AutoAugment at 224 px (REFERENCE.md). At the few tens of pixels of the ``tiny``
+CleanCLIP uses AutoAugment at 224 px (docs/protocol.md). At the few tens of pixels of the ``tiny``
 preset, AutoAugment's shears and posterisation destroy most of a 32 px image, so the default here
 is a SimCLR-style view suited to any resolution: a random resized crop (scale 0.6-1), a
 horizontal flip and brightness/contrast jitter of ±0.3. ``policy="autoaugment"`` uses

@@ -1,29 +1,41 @@
-"""A content-addressed artifact store with atomic writes and a lock per artifact.
+"""A content-addressed artifact store with verified reuse, atomic builds and a lock per artifact.
 
-An artifact lives in ``<root>/<stage>/<key>/``; it is complete when its ``meta.json`` exists,
-which is written last inside a temporary folder that is then renamed into place. A process that
-finds the artifact being built by another waits on its lock and then reuses it.
+An artifact lives in ``<root>/<stage>/<key>/``. It is built in a temporary folder that is renamed
+into place when complete; its ``meta.json``, written last, records the sha256 of every file in it
+and a digest of itself. Before an artifact is reused its files are checked against those digests:
+a mismatch (flipped bytes, a truncated file, a missing one) prints a one-line warning and the
+artifact is rebuilt under its lock. A process that finds the artifact being built by another
+waits on its lock and then reuses it; a killed build's temporary folder is removed the next time
+that key is built.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
+import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
+from .atomic import temporary_folder, write_json
+from .digests import check_folder, check_meta, folder_digests, seal_meta
 from .errors import ClipbenchError
+from .locks import artifact_lock, default_lock_mode, lock_is_held
 
 META = "meta.json"
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    print(f"clipbench: warning: {message}", file=sys.stderr, flush=True)
 
 
 def ensure_writable(folder: Path, what: str) -> Path:
     """Create ``folder`` if needed and check that files can be written there."""
     folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ClipbenchError(f"{what} {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
@@ -33,99 +45,111 @@ def ensure_writable(folder: Path, what: str) -> Path:
     return folder
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def read_meta(folder: Path) -> Optional[dict]:
+    """The artifact's metadata, or ``None`` when absent or not readable JSON."""
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        meta = json.loads((Path(folder) / META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def verify_artifact(folder: Path) -> Optional[str]:
+    """``None`` when the artifact's files and metadata match their recorded digests, else what is wrong."""
+    if not (Path(folder) / META).exists():
+        return f"{META} is missing"
+    meta = read_meta(folder)
+    if meta is None:
+        return f"{META} is not readable JSON"
+    return check_meta(meta) or check_folder(folder, meta.get("files"), exclude=(META,))
 
 
 class ArtifactStore:
-    """Artifacts keyed by (stage, key) under ``root``."""
+    """Artifacts keyed by (stage, key) under ``root``; ``lock_mode`` is ``flock`` or ``soft``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, lock_mode: Optional[str] = None):
         self.root = ensure_writable(Path(root), "cache directory")
+        self.lock_mode = lock_mode or default_lock_mode()
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
-    def meta(self, stage: str, key: str) -> Optional[dict]:
-        """The artifact's metadata, or ``None`` when it is absent or incomplete."""
-        path = self.path(stage, key) / META
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+    def lock_path(self, stage: str, key: str) -> Path:
+        return self.root / "locks" / f"{stage}-{key}.lock"
 
-    @contextmanager
-    def _lock(self, stage: str, key: str) -> Iterator[None]:
-        lock_dir = self.root / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{stage}-{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def meta(self, stage: str, key: str) -> Optional[dict]:
+        """The metadata of a complete artifact, or ``None`` (not verified; see :meth:`get_or_build`)."""
+        return read_meta(self.path(stage, key))
+
+    def _remove_leftovers(self, stage: str, key: str) -> None:
+        """Temporary folders of killed builds of this key (called under its lock, so none is live)."""
+        for pattern in (f".tmp-{key}-*", f".old-{key}-*"):
+            for path in (self.root / stage).glob(pattern):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _reusable(self, stage: str, key: str) -> Optional[dict]:
+        final = self.path(stage, key)
+        if not final.exists():
+            return None
+        problem = verify_artifact(final)
+        if problem is None:
+            return read_meta(final)
+        warn(f"cached {stage} artifact {key} is damaged ({problem}); rebuilding it")
+        return None
 
     def get_or_build(self, stage: str, key: str, build: Callable[[Path], dict], force: bool = False) -> tuple[Path, dict, bool]:
-        """Return ``(path, meta, built)``; run ``build(tmp_folder) -> meta`` when the artifact is missing.
-
-        The build writes into a temporary folder that becomes the artifact only when complete,
-        so a killed build leaves nothing that is mistaken for a finished artifact.
-        """
-        with self._lock(stage, key):
+        """Return ``(path, meta, built)``; run ``build(tmp_folder) -> meta`` when the artifact is
+        missing, damaged or ``force`` is set. The artifact appears only when complete."""
+        with artifact_lock(self.lock_path(stage, key), self.lock_mode):
+            self._remove_leftovers(stage, key)
             final = self.path(stage, key)
-            meta = self.meta(stage, key)
-            if meta is not None and not force:
+            meta = None if force else self._reusable(stage, key)
+            if meta is not None:
                 return final, meta, False
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=final.parent))
+            tmp = temporary_folder(final.parent, f".tmp-{key}-")
             try:
-                meta = dict(build(tmp))
-                meta.update({"stage": stage, "key": key})
-                write_json_atomic(tmp / META, meta)
+                meta = json.loads(json.dumps({**build(tmp), "stage": stage, "key": key}, default=str))
+                meta["files"] = folder_digests(tmp, exclude=(META,))
+                meta = seal_meta(meta)
+                write_json(tmp / META, meta)
                 if final.exists():
-                    trash = Path(tempfile.mkdtemp(prefix=f".old-{key}-", dir=final.parent))
-                    os.replace(final, trash / "old")
+                    trash = temporary_folder(final.parent, f".old-{key}-")
+                    final.replace(trash / "old")
                     shutil.rmtree(trash, ignore_errors=True)
-                os.replace(tmp, final)
+                tmp.replace(final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             return final, meta, True
 
+    # ------------------------------------------------------------- failures of this run
+    def record_failure(self, run_id: str, stage: str, key: str, message: str) -> None:
+        """Remember that (stage, key) failed in run ``run_id``, for every process of that run."""
+        write_json(self.root / "failures" / run_id / f"{stage}-{key}.json", {"error": message})
 
-def build_in_progress(root: Path, stage: str, key: str) -> bool:
-    """True while some process holds the lock of artifact (stage, key), i.e. is building it."""
-    lock = Path(root) / "locks" / f"{stage}-{key}.lock"
-    if not lock.exists():
-        return False
-    with open(lock, "a") as handle:
+    def failure(self, run_id: str, stage: str, key: str) -> Optional[str]:
+        """The error of (stage, key) if it already failed in run ``run_id``."""
+        path = self.root / "failures" / run_id / f"{stage}-{key}.json"
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
+            return json.loads(path.read_text())["error"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def build_in_progress(self, stage: str, key: str) -> bool:
+        """True while some process holds the lock of artifact (stage, key), i.e. is building it."""
+        return lock_is_held(self.lock_path(stage, key), self.lock_mode)
 
 
-def leftovers(root: Path) -> list[Path]:
-    """Temporary folders of builds that were killed (not those of builds still running)."""
+def leftovers(store: ArtifactStore) -> list[Path]:
+    """Temporary folders of builds that were killed (not those of builds still running), and the
+    failure records of past runs."""
     found = []
-    for path in Path(root).glob("*/.tmp-*"):
+    for path in store.root.glob("*/.tmp-*"):
         key = path.name[len(".tmp-"):].rsplit("-", 1)[0]
-        if path.is_dir() and not build_in_progress(root, path.parent.name, key):
+        if path.is_dir() and not store.build_in_progress(path.parent.name, key):
             found.append(path)
-    return found + [p for p in Path(root).glob("*/.old-*") if p.is_dir()]
+    found += [p for p in store.root.glob("*/.old-*") if p.is_dir()]
+    return found + [p for p in (store.root / "failures").glob("*") if p.is_dir()]
 
 
 def list_artifacts(root: Path) -> list[dict]:
@@ -133,37 +157,15 @@ def list_artifacts(root: Path) -> list[dict]:
     rows = []
     for meta_path in sorted(Path(root).glob(f"*/*/{META}")):
         folder = meta_path.parent
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
-            meta = {}
+        meta = read_meta(folder) or {}
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         rows.append({"stage": folder.parent.name, "key": folder.name, "path": folder, "bytes": size,
                      "parents": meta.get("parents", {}), "build": meta.get("build_stats", {})})
     return rows
 
 
-def verify_artifact(folder: Path) -> Optional[str]:
-    """``None`` when the artifact's checkpoint matches its sha256 (or it has none), else what is wrong."""
-    from .models import SIDECAR_FILE, WEIGHTS_FILE, file_sha256
-
-    sidecar = folder / SIDECAR_FILE
-    if not sidecar.exists():
-        return None
-    try:
-        expected = json.loads(sidecar.read_text()).get("sha256")
-    except (OSError, ValueError):
-        return f"{sidecar} is not readable JSON"
-    weights = folder / WEIGHTS_FILE
-    if not weights.exists():
-        return f"{weights} is missing"
-    if file_sha256(weights) != expected:
-        return f"{weights} does not match its sha256"
-    return None
-
-
 def referenced_keys(results_dir: Path) -> set[tuple[str, str]]:
-    """(stage, key) pairs named by result JSONs in ``results_dir``, with their ancestors' keys."""
+    """(stage, key) pairs named by result JSONs in ``results_dir``."""
     keys: set[tuple[str, str]] = set()
     for path in Path(results_dir).rglob("*.json"):
         try:
@@ -174,4 +176,7 @@ def referenced_keys(results_dir: Path) -> set[tuple[str, str]]:
             for stage, info in (data.get("stages") or {}).items():
                 if isinstance(info, dict) and info.get("key"):
                     keys.add((stage, info["key"]))
+            for stage, key in (data.get("artifacts") or {}).items():
+                if isinstance(key, str):
+                    keys.add((stage, key))
     return keys

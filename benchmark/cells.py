@@ -11,6 +11,7 @@ from .config import apply_overrides, stable_hash, to_dict
 from .errors import ClipbenchError
 from .presets import Preset
 from .registry import ATTACKS, DEFENSES, PRESETS
+from .train_config import SCHEDULE_FIELDS, Schedule, schedule_values
 
 SECTIONS = ("scenario", "pretrain", "poison", "victim", "attack", "defense")
 
@@ -38,6 +39,7 @@ class Cell:
     attack_config: Any
     defense_cls: Any
     defense_config: Any
+    defense_schedule: dict = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -65,19 +67,65 @@ class Cell:
             "attack": {"name": self.request.attack, **to_dict(self.attack_config)},
             "defense": {"name": self.request.defense, "stage": self.defense_cls.stage, **to_dict(self.defense_config)},
             "overrides": self.request.overrides,
+            "defense_schedule": self.defense_schedule,
         }
 
 
-def _method_config(cls: Any, preset_overrides: dict[str, str], user_overrides: dict[str, str], section: str,
-                   base: Any = None) -> Any:
-    config = cls.default_config() if base is None else base
-    if preset_overrides:
-        config = apply_overrides(config, preset_overrides, section)
-    config = apply_overrides(config, user_overrides, section)
+def _checked(config: Any, section: str) -> Any:
+    """Run a config's ``validate``; a plugin's plain ``ValueError``/``TypeError`` becomes one clear line."""
     validate = getattr(config, "validate", None)
     if validate is not None:
-        validate()
+        try:
+            validate()
+        except (ValueError, TypeError) as error:
+            raise ClipbenchError(f"{section}: {error}") from None
     return config
+
+
+def _layered(config: Any, layers: list[tuple[dict[str, str], str, str]]) -> Any:
+    """``config`` with each ``(values, --set section, origin)`` layer applied in order."""
+    for values, section, _ in layers:
+        if values:
+            config = apply_overrides(config, values, section, validate=False)
+    return config
+
+
+def _attack_config(cls: Any, preset: Preset, request: CellRequest) -> Any:
+    name = request.attack
+    layers = [(preset.attack_overrides.get(name, {}), "attack", f"preset {preset.name}"),
+              (request.overrides.get("attack", {}), "attack", "--set attack"), (request.overrides.get(name, {}), name, f"--set {name}")]
+    return _checked(_layered(cls.default_config(), layers), f"attack {name}")
+
+
+def _defense_config(cls: Any, preset: Preset, request: CellRequest) -> tuple[Any, dict]:
+    """The defense's config at the preset's scale, and the record of the schedule that applied.
+
+    A config derived from :class:`Schedule` starts from the preset's schedule for the defense's
+    stage (unless the preset keeps the method's paper schedule, ``Preset.own_schedule``); schedule
+    values set afterwards by the preset's per-method overrides or by ``--set`` are departures,
+    each recorded with its origin.
+    """
+    name = request.defense
+    layers = [(preset.defense_overrides.get(name, {}), "defense", f"preset {preset.name}"),
+              (request.overrides.get("defense", {}), "defense", "--set defense"),
+              (request.overrides.get(name, {}), name, f"--set {name}")]
+    base = cls.default_config()
+    if not isinstance(base, Schedule):
+        return _checked(_layered(base, layers), f"defense {name}"), {"applies": False}
+    stage_schedule = preset.defense_schedules.get(cls.stage)
+    own = name in preset.own_schedule or stage_schedule is None
+    start = schedule_values(base if own else stage_schedule)
+    config = dataclasses.replace(base, **start)
+    departures: dict[str, dict] = {}
+    for values, section, origin in layers:
+        config = _layered(config, [(values, section, origin)])
+        for key in values:
+            if key in SCHEDULE_FIELDS:
+                departures[key] = {"value": getattr(config, key), "schedule": start[key], "origin": origin}
+    source = f"{name}'s paper schedule (its config defaults)" if own else f"preset {preset.name}, {cls.stage} schedule"
+    record = {"applies": True, "stage": cls.stage, "source": source, "schedule": start, "departures": departures,
+              "applied": schedule_values(config)}
+    return _checked(config, f"defense {name}"), record
 
 
 def resolve_cell(request: CellRequest) -> Cell:
@@ -114,13 +162,7 @@ def resolve_cell(request: CellRequest) -> Cell:
         raise ClipbenchError(
             f"poison.count ({preset.poison.count}) is larger than the victim split ({preset.scenario.victim_size} pairs)"
         )
-    attack_config = _method_config(
-        attack_cls, preset.attack_overrides.get(request.attack, {}), request.overrides.get("attack", {}), "attack"
-    )
-    attack_config = _method_config(attack_cls, {}, request.overrides.get(request.attack, {}), request.attack, attack_config)
-    defense_config = _method_config(
-        defense_cls, preset.defense_overrides.get(request.defense, {}), request.overrides.get("defense", {}), "defense"
-    )
-    defense_config = _method_config(defense_cls, {}, request.overrides.get(request.defense, {}), request.defense, defense_config)
+    attack_config = _attack_config(attack_cls, preset, request)
+    defense_config, schedule = _defense_config(defense_cls, preset, request)
     defense_cls.check_scenario(defense_config, preset.scenario)
-    return Cell(request, preset, attack_cls, attack_config, defense_cls, defense_config)
+    return Cell(request, preset, attack_cls, attack_config, defense_cls, defense_config, schedule)

@@ -14,18 +14,22 @@ Writes are atomic: a half-written output never appears under its final name.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
+from .atomic import atomic_file, atomic_folder
 from .errors import ClipbenchError
 from .models import (
-    SIDECAR_FILE, ClipModel, check_model_name, create_model, file_sha256, load_checkpoint, load_state,
+    SIDECAR_FILE,
+    ClipModel,
+    check_model_name,
+    create_model,
+    file_sha256,
+    load_checkpoint,
+    load_state,
     save_checkpoint,
 )
 
@@ -198,20 +202,12 @@ def import_checkpoint(path: Path, architecture: str, out: Path, allow_pickle: bo
     load_state(clip.model, state, f"{path} (imported as {architecture})")
 
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.import-"))
+        with atomic_folder(out) as scratch:  # replaces an empty folder atomically; a non-empty one raises
+            extra = {"imported_from": str(path), "source_sha256": file_sha256(path), **info}
+            save_checkpoint(clip, scratch, extra=extra)
+            _check_out_folder(out)  # again: another process may have filled it meanwhile
     except OSError as error:
         raise ClipbenchError(f"cannot write {out}: {error.strerror or error}") from None
-    try:
-        extra = {"imported_from": str(path), "source_sha256": file_sha256(path), **info}
-        save_checkpoint(clip, scratch, extra=extra)
-        _check_out_folder(out)  # again: another process may have filled it meanwhile
-        os.replace(scratch, out)  # replaces an empty folder atomically; a non-empty one raises
-    except OSError as error:
-        raise ClipbenchError(f"cannot write {out}: {error.strerror or error}") from None
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
     clip.weights_sha256 = json.loads((out / SIDECAR_FILE).read_text())["sha256"]
     return clip
 
@@ -237,28 +233,19 @@ def export_checkpoint(folder: Path, out: Path, fmt: str = "openai") -> Path:
     name = f"clipbench-{clip.name}-{(clip.weights_sha256 or '')[:12]}"
 
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as error:
-        raise ClipbenchError(f"cannot write {out}: {error.strerror or error}") from None
-    tmp = Path(tmp_name)
-    try:
-        if fmt == "openai":
-            torch.save({"epoch": 0, "name": name, "state_dict": {DDP_PREFIX + k: v for k, v in state.items()}}, tmp)
-            written, _ = _read(tmp, allow_pickle=True)  # our own file: safe loader, round-trip check
-        else:
-            from safetensors.torch import save_file
+        with atomic_file(out) as tmp:
+            if fmt == "openai":
+                torch.save({"epoch": 0, "name": name, "state_dict": {DDP_PREFIX + k: v for k, v in state.items()}}, tmp)
+                written, _ = _read(tmp, allow_pickle=True)  # our own file: safe loader, round-trip check
+            else:
+                from safetensors.torch import save_file
 
-            save_file(state, str(tmp), metadata={"architecture": clip.name, "format": "openai-clip", "name": name})
-            written, _ = _read(tmp, allow_pickle=False)
-        if set(written) != set(state) or any(not torch.equal(written[k], state[k]) for k in state):
-            raise ClipbenchError(f"exporting {folder}: the written file does not read back identical to the model")
-        if out.exists():
-            raise ClipbenchError(f"--out {out} already exists; remove it or choose another file name")
-        os.replace(tmp, out)
+                save_file(state, str(tmp), metadata={"architecture": clip.name, "format": "openai-clip", "name": name})
+                written, _ = _read(tmp, allow_pickle=False)
+            if set(written) != set(state) or any(not torch.equal(written[k], state[k]) for k in state):
+                raise ClipbenchError(f"exporting {folder}: the written file does not read back identical to the model")
+            if out.exists():
+                raise ClipbenchError(f"--out {out} already exists; remove it or choose another file name")
     except OSError as error:
         raise ClipbenchError(f"cannot write {out}: {error.strerror or error}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out

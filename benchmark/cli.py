@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from .cli_common import DEFAULT_RESULTS, check_device, default_cache_dir
 from .errors import ClipbenchError
-
-DEFAULT_RESULTS = Path("clipbench-results")
-
-
-def default_cache_dir() -> Path:
-    """``$CLIPBENCH_CACHE``, else ``$XDG_CACHE_HOME/clipbench``, else ``~/.cache/clipbench``."""
-    if os.environ.get("CLIPBENCH_CACHE"):
-        return Path(os.environ["CLIPBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "clipbench"
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -93,6 +83,8 @@ _MATRIX_OPTIONS = (
                  help="where cells run: this machine, SLURM through submitit, or submitit's local executor"),
     click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)"),
     click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job"),
+    click.option("--lock", "lock_mode", type=click.Choice(["flock", "soft"]), default=None,
+                 help="cache locks: flock (local disks) or soft (leases, for caches on NFS/Lustre) [default: $CLIPBENCH_LOCK or flock]"),
 )
 
 
@@ -109,7 +101,7 @@ def matrix_options(func):
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
 @matrix_options
 def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
-                dry_run, workers, executor, slurm_partition, timeout_min) -> None:
+                dry_run, workers, executor, slurm_partition, timeout_min, lock_mode) -> None:
     """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
@@ -123,7 +115,7 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         for d in DEFENSES.resolve_list(defenses)
     ]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min)
+                         timeout_min, lock_mode)
     if results is None:
         return
     from .summary import cell_table
@@ -135,7 +127,7 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
 
 
 def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-               timeout_min) -> list[dict] | None:
+               timeout_min, lock_mode) -> list[dict] | None:
     """Plan resolved cells, print the plan (and stop there with ``dry_run``), else run them."""
     from tabulate import tabulate
 
@@ -154,7 +146,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     click.echo(summary, err=True)
     from tqdm.auto import tqdm
 
-    settings = RunnerSettings(str(cache), str(results_dir), device, force)
+    settings = RunnerSettings(str(cache), str(results_dir), device, force, lock_mode=lock_mode)
     options = {"timeout_min": timeout_min}
     if slurm_partition:
         options["slurm_partition"] = slurm_partition
@@ -174,7 +166,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
               help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
 @matrix_options
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
-                      workers, executor, slurm_partition, timeout_min) -> None:
+                      workers, executor, slurm_partition, timeout_min, lock_mode) -> None:
     """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
     from .cells import resolve_cell
     from .config import parse_set_options
@@ -185,7 +177,7 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
     requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
     cells = [resolve_cell(request) for request in requests]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min)
+                         timeout_min, lock_mode)
     if results is None:
         return
     from tabulate import tabulate
@@ -203,61 +195,6 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
     click.echo(f"written: {paths['markdown']}, {paths['csv']}, {paths['figure']}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
-
-
-@cli.group("show")
-def show_group() -> None:
-    """Show what a method does (pictures for people)."""
-
-
-@show_group.command("attack")
-@click.argument("name")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write")
-@click.option("--preset", default="tiny", show_default=True)
-@click.option("--model", default=None, help="model architecture (default: the preset's)")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--device", default="auto", show_default=True)
-def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None:
-    """Write a gallery of clean and triggered evaluation images of attack NAME to --out."""
-    from .cells import CellRequest, resolve_cell
-    from .config import parse_set_options
-
-    check_device(device)
-    if out.exists() and out.is_dir():
-        raise ClipbenchError(f"--out {out} is a directory; give a .png file name")
-    if out.suffix.lower() != ".png":
-        raise ClipbenchError(f"--out {out}: the gallery is written as PNG; use a .png file name")
-    cell = resolve_cell(CellRequest(preset=preset, attack=name, defense="none", seed=seed, model=model,
-                                    overrides=parse_set_options(sets)))
-    from .cache import ensure_writable
-
-    ensure_writable(out.parent if str(out.parent) else Path("."), "output directory")
-    from .gallery import one_per_class, write_gallery
-    from .runner import Runner
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        runner = Runner(cache_dir or default_cache_dir(), Path(scratch), device=device)
-        clean = runner.clean_model(cell)
-        poison = runner.poison(cell, clean)
-        attack, _ = runner.load_attack(cell, poison)
-        scenario = runner.scenario(cell)
-        from .image_pipeline import ImagePipeline
-        from .models import load_checkpoint
-
-        pipeline = ImagePipeline.from_model(load_checkpoint(clean.path).model)
-        rows = one_per_class(scenario.evaluation.labels, len(scenario.classnames))
-        images = runner.images(cell, "evaluation", pipeline)[rows]
-        import torch
-
-        ids = torch.as_tensor(scenario.evaluation.ids[rows])
-        title = f"{name} on {preset} ({pipeline.size} px), target '{scenario.target_name}', seed {seed}"
-        write_gallery(attack, images, ids, scenario.evaluation.labels[rows], scenario.classnames, out, title,
-                      attack.visible_trigger())
-    click.echo(f"gallery: {out}")
 
 
 @cli.command("report")
@@ -282,106 +219,13 @@ def report_command(results_dir: Path, out: Path | None) -> None:
         click.echo(path)
 
 
-@cli.group("cache")
-def cache_group() -> None:
-    """Inspect and clean the artifact cache."""
+from .cli_cache import cache_group  # noqa: E402  (command groups of their own modules)
+from .cli_checkpoint import checkpoint_group  # noqa: E402
+from .cli_new import new_group  # noqa: E402
+from .cli_show import show_group  # noqa: E402
 
-
-def _cache_root(cache_dir: Path | None) -> Path:
-    root = Path(cache_dir or default_cache_dir())
-    if not root.is_dir():
-        raise ClipbenchError(f"cache directory {root} does not exist")
-    return root
-
-
-_cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
-
-
-@cache_group.command("ls")
-@_cache_option
-def cache_ls(cache_dir: Path | None) -> None:
-    """List artifacts with their size, parents and build time."""
-    from tabulate import tabulate
-
-    from .cache import list_artifacts
-
-    rows = [(a["stage"], a["key"], f"{a['bytes'] / 2**20:.1f}", ",".join(f"{k}:{v}" for k, v in a["parents"].items()),
-             a["build"].get("wall_s", "")) for a in list_artifacts(_cache_root(cache_dir))]
-    click.echo(tabulate(rows, headers=("stage", "key", "MiB", "parents", "build s"), tablefmt="simple"))
-
-
-@cache_group.command("verify")
-@_cache_option
-def cache_verify(cache_dir: Path | None) -> None:
-    """Check every checkpoint against its sha256; a mismatch is removed so it is recomputed."""
-    import shutil
-
-    from .cache import list_artifacts, verify_artifact
-
-    artifacts = list_artifacts(_cache_root(cache_dir))
-    bad = 0
-    for artifact in artifacts:
-        problem = verify_artifact(artifact["path"])
-        if problem:
-            bad += 1
-            shutil.rmtree(artifact["path"], ignore_errors=True)
-            click.echo(f"removed {artifact['stage']}/{artifact['key']}: {problem}; it will be recomputed", err=True)
-    click.echo(f"{len(artifacts) - bad} of {len(artifacts)} artifacts verified")
-    if bad:
-        sys.exit(1)
-
-
-@cache_group.command("gc")
-@_cache_option
-@click.option("--results-dir", "results_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
-              help="results folder whose cells are kept (repeatable)")
-@click.option("--dry-run", is_flag=True, help="only print what would be removed")
-def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bool) -> None:
-    """Remove artifacts that no result in RESULTS_DIR refers to, and leftovers of killed builds.
-
-    Run it when no `clipbench run` is using the cache: a running cell's finished parents are not
-    yet named by any result."""
-    import shutil
-
-    from .cache import leftovers, list_artifacts, referenced_keys
-
-    root = _cache_root(cache_dir)
-    for folder in results_dirs:
-        if not folder.is_dir():
-            raise ClipbenchError(f"--results-dir {folder} does not exist")
-    keep = set().union(*(referenced_keys(folder) for folder in results_dirs))
-    doomed = [a["path"] for a in list_artifacts(root) if (a["stage"], a["key"]) not in keep]
-    doomed += leftovers(root)
-    freed = sum(f.stat().st_size for p in doomed for f in p.rglob("*") if f.is_file())
-    for path in doomed:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {path.relative_to(root)}")
-        if not dry_run:
-            shutil.rmtree(path, ignore_errors=True)
-    click.echo(f"{len(doomed)} entries, {freed / 2**20:.1f} MiB {'to free' if dry_run else 'freed'}")
-
-
-from .cli_checkpoint import checkpoint_group  # noqa: E402  (a command group of its own module)
-
-cli.add_command(checkpoint_group)
-
-
-def check_device(device: str) -> None:
-    """Reject a device string torch does not know, or CUDA where none is available."""
-    if device == "auto":
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ClipbenchError(f"--device {device!r} is not a device; valid: auto, cpu, cuda, cuda:N") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ClipbenchError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ClipbenchError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif parsed.type != "cpu":
-        raise ClipbenchError(f"--device {device!r}: clipbench runs on cpu or cuda")
+for _group in (cache_group, checkpoint_group, new_group, show_group):
+    cli.add_command(_group)
 
 
 def main() -> None:

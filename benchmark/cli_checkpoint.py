@@ -43,7 +43,7 @@ def import_command(src: Path, arch: str, out: Path, allow_pickle: bool) -> None:
 def export_command(folder: Path, out: Path, fmt: str) -> None:
     """Export FOLDER to a file the papers' code loads."""
     from .checkpoints import export_checkpoint
-    from .models import file_sha256
+    from .digests import file_sha256
 
     written = export_checkpoint(folder, out, fmt=fmt)
     click.echo(f"exported {folder} as {fmt} to {written} (sha256 {file_sha256(written)})")

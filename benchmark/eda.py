@@ -3,12 +3,13 @@
 Four operations on the words of a caption: synonym replacement, random insertion of a synonym,
 random swap, random deletion. CleanCLIP uses rates 0.1/0.1/0.1/0.1 and one augmented sentence,
 which in EDA's reference code means one of the four operations chosen at random per caption
-(REFERENCE.md); that is the default here.
+(docs/protocol.md); that is the default here.
 
 WordNet comes from nltk's reader. Its data is found, in order: wherever nltk already finds it
 (``nltk.download("wordnet")`` or ``NLTK_DATA``); else clipbench builds an nltk data folder from the
 Debian packages ``wordnet-base`` and ``wordnet-sense-index`` (``/usr/share/wordnet``) inside its
-cache, adding the ``lexnames`` file that nltk needs and Debian does not ship.
+cache, adding the ``lexnames`` file that nltk needs and Debian does not ship; the files' digests
+are recorded and checked before each use (a damaged copy is built again).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
+from .atomic import atomic_folder
 from .config import require
+from .data.verified import seal_folder, usable
 from .errors import ClipbenchError
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
@@ -66,24 +68,28 @@ class EdaConfig:
 
 def _build_nltk_folder_from_debian(target: Path) -> Path:
     corpus = target / "corpora" / "wordnet"
-    if (corpus / "lexnames").exists():
+    if usable(corpus, "the WordNet data"):
         return target
     if not (DEBIAN_WORDNET / "data.noun").exists():
         raise ClipbenchError(HOW_TO_GET)
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-wordnet-", dir=corpus.parent))
     try:
-        for path in DEBIAN_WORDNET.iterdir():
-            if path.is_file():
-                shutil.copy2(path, tmp / path.name)
-        lines = [f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}" for i, name in enumerate(LEXNAMES)]
-        (tmp / "lexnames").write_text("\n".join(lines) + "\n")
-        os.replace(tmp, corpus)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(corpus) as tmp:
+            for path in DEBIAN_WORDNET.iterdir():
+                if path.is_file():
+                    shutil.copy2(path, tmp / path.name)
+            lines = [f"{i:02d}\t{name}\t{_CATEGORY[name.split('.')[0]]}" for i, name in enumerate(LEXNAMES)]
+            (tmp / "lexnames").write_text("\n".join(lines) + "\n")
+            seal_folder(tmp)
+    except OSError:  # another process published it first
         if not (corpus / "lexnames").exists():
             raise
     return target
+
+
+def wordnet_folders(cache_dir: Path) -> list[Path]:
+    """The WordNet folders clipbench built in the cache (for ``clipbench cache verify``)."""
+    folder = Path(cache_dir) / "nltk_data" / "corpora" / "wordnet"
+    return [folder] if folder.exists() else []
 
 
 @lru_cache(maxsize=1)
@@ -103,9 +109,9 @@ def wordnet(cache_dir: Optional[str] = None):
     folder = _build_nltk_folder_from_debian(base / "nltk_data")
     if str(folder) not in nltk.data.path:
         nltk.data.path.insert(0, str(folder))
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
     import warnings
+
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
     try:
         with warnings.catch_warnings():  # the Debian data has no multilingual tables; EDA needs none

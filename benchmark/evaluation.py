@@ -1,15 +1,13 @@
-"""Zero-shot evaluation: the text classifier (cached) and image logits, clean and triggered."""
+"""Zero-shot evaluation: the text classifier and image logits, clean and triggered."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import stable_hash
 from .data.pairs import PairSet
 from .image_pipeline import ImagePipeline, TriggerFn
 from .metrics import Proportion, backdoor_metrics
@@ -19,33 +17,16 @@ from .training import autocast
 
 
 def zero_shot_classifier(
-    clip: ClipModel, classnames: tuple[str, ...], templates: tuple[str, ...], model_key: str,
-    cache_dir: Optional[Path] = None, device: torch.device = torch.device("cpu"),
+    clip: ClipModel, classnames: tuple[str, ...], templates: tuple[str, ...], device: torch.device = torch.device("cpu"),
 ) -> torch.Tensor:
-    """``D x C`` class embeddings: per template normalised, averaged, re-normalised (open_clip).
-
-    Cached per (model artifact, class names, templates) under ``cache_dir/classifiers``.
-    """
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "classifiers" / f"{stable_hash(model_key, classnames, templates)}.pt"
-        if path.exists():
-            try:
-                return torch.load(path, weights_only=True).to(device)
-            except Exception:
-                path.unlink(missing_ok=True)
+    """``D x C`` class embeddings: per template normalised, averaged, re-normalised (open_clip's
+    ``build_zero_shot_classifier``). Cached as an artifact by :mod:`clipbench.stages.evaluation`."""
     open_clip = import_open_clip()
     clip.model.eval()
     with torch.no_grad():
-        weights = open_clip.build_zero_shot_classifier(
+        return open_clip.build_zero_shot_classifier(
             clip.model, clip.tokenizer, classnames, [t.format for t in templates], device=device
         ).float()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}")
-        torch.save(weights.cpu(), tmp)
-        tmp.replace(path)
-    return weights
 
 
 @torch.no_grad()

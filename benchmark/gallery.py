@@ -13,6 +13,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .atomic import atomic_file
+
 
 def amplified_difference(clean: torch.Tensor, triggered: torch.Tensor) -> np.ndarray:
     """``|triggered - clean|`` scaled so the largest change is white (H x W x 3, float in [0, 1])."""
@@ -53,11 +55,9 @@ def write_gallery(attack, images: torch.Tensor, ids: torch.Tensor, labels: np.nd
             ax.axis("off")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    figure.savefig(tmp, dpi=150)
+    with atomic_file(out) as tmp:
+        figure.savefig(tmp, dpi=150)
     plt.close(figure)
-    tmp.replace(out)
     return out
 
 

@@ -2,7 +2,7 @@
 
 ``decode -> to_model_resolution (the model's own resize + centre crop, uint8) -> trigger (uint8)
 -> normalize (float, the model's mean/std)``. Poisoning, CA and ASR all use this path, so a
-trigger drawn at the model's input resolution is exactly what the model sees (DESIGN.md,
+trigger drawn at the model's input resolution is exactly what the model sees (docs/protocol.md,
 "Trigger space"). Triggers work on uint8 tensors of shape ``N x 3 x S x S``.
 """
 

@@ -8,7 +8,8 @@ an artifact under construction wait and then reuse it, so no artifact is compute
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -72,13 +73,27 @@ def _describe(cell: Cell, stage: str) -> str:
 # --------------------------------------------------------------------------- execution
 @dataclass(frozen=True)
 class RunnerSettings:
-    """What a worker needs to build its own :class:`Runner`."""
+    """What a worker needs to build its own :class:`~clipbench.cell_runner.CellRunner`.
+
+    ``run_id`` is shared by every process of one matrix, so a stage that fails in one is not
+    retried by the others; ``lock_mode`` is the cache's lock mode (``flock`` or ``soft``).
+    """
 
     cache_dir: str
     results_dir: str
     device: str
     force: bool
     threads: Optional[int] = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    lock_mode: Optional[str] = None
+
+    def cell_runner(self):
+        from .cell_runner import CellRunner
+        from .stages import Workspace
+
+        workspace = Workspace(Path(self.cache_dir), device=self.device, force=self.force, run_id=self.run_id,
+                              lock_mode=self.lock_mode)
+        return CellRunner(workspace, Path(self.results_dir))
 
 
 def run_one(settings: RunnerSettings, cell: Cell) -> dict:
@@ -87,10 +102,7 @@ def run_one(settings: RunnerSettings, cell: Cell) -> dict:
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    from .runner import Runner
-
-    runner = Runner(Path(settings.cache_dir), Path(settings.results_dir), device=settings.device, force=settings.force)
-    return runner.run_cell(cell)
+    return settings.cell_runner().run_cell(cell)
 
 
 def _worker_init(threads: int) -> None:
@@ -105,9 +117,7 @@ def run_matrix(cells: list[Cell], settings: RunnerSettings, workers: int = 1, ex
     """Run every cell; ``executor`` is ``local`` (``workers`` processes) or a submitit cluster
     (``slurm``, or ``submitit-local`` to test the same path on one machine)."""
     if executor == "local" and workers <= 1:
-        from .runner import Runner
-
-        runner = Runner(Path(settings.cache_dir), Path(settings.results_dir), device=settings.device, force=settings.force)
+        runner = settings.cell_runner()
         results = []
         for cell in cells:
             results.append(runner.run_cell(cell))

@@ -1,6 +1,6 @@
 """Clean accuracy, attack success rate and robust accuracy from logits, with Wilson intervals.
 
-Definitions (DESIGN.md, "Protocol decisions"; REFERENCE.md, "ASR and accuracy definitions"):
+Definitions (docs/protocol.md, "Protocol decisions" and "ASR definitions in the papers' code"):
 
 - ``ca_top1`` / ``ca_top5``: zero-shot accuracy on clean images, all classes.
 - ``asr``: among images whose true class is not the target, the fraction predicted as the target

@@ -1,12 +1,11 @@
 """A thin layer over open_clip: build models, tokenizers, and safe checkpoints.
 
 Checkpoints are safetensors files with a JSON sidecar holding the architecture name and the file's
-sha256 (DESIGN.md, "Reliability and security"); loading verifies both and never unpickles.
+sha256 (docs/design.md, "Reliability and security"); loading verifies both and never unpickles.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from .digests import file_sha256
 from .errors import ClipbenchError
 from .model_zoo import CONFIG_DIR
 from .registry import MODELS
@@ -106,14 +106,6 @@ def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> 
     finally:
         root_logger.setLevel(level)
     return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(clip: ClipModel, folder: Path, extra: Optional[dict] = None) -> None:

@@ -1,8 +1,11 @@
-"""The stage graph of a cell, computed from configs alone (no data, no models).
+"""The stage graph of a cell, computed from configs and code alone (no data, no models).
 
-Each stage's artifact key hashes the stage name, its code version, its config and its parents'
-keys, so the whole graph of a matrix, and what of it is cached, is known before anything runs
-(``clipbench run --dry-run``).
+Each stage's artifact key hashes the stage name, the version of the stage code shared by every
+method (:data:`STAGE_VERSIONS`), its config, its parents' keys, and for the poison and defense
+stages the digest of the attack's or defense's own implementation
+(:func:`clipbench.code_digest.method_digest`). So the whole graph of a matrix, and what of it is
+cached, is known before anything runs (``clipbench run --dry-run``), and editing a method
+recomputes that method's stages and nothing else.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cells import Cell
+from .code_digest import method_digest
 from .config import stable_hash, to_dict
 from .model_zoo import architecture_digest
 
-#: Bumped when a stage's code changes what it produces; part of every artifact key.
-STAGE_VERSIONS = {"clean": 1, "poison": 1, "reference": 1, "victim": 1, "defense": 1, "evaluation": 1}
+#: Versions of the stage code shared by all methods (training loop, evaluation, artifact format):
+#: bumped when that code changes what a stage produces; part of every artifact key, guarded by
+#: ``tests/test_golden.py``. Version 2: artifacts record the sha256 of their files.
+STAGE_VERSIONS = {"clean": 2, "poison": 2, "reference": 2, "victim": 2, "defense": 2, "evaluation": 2, "classifier": 2}
 
 #: Stages that train a model (what a matrix's cost is counted in).
 TRAINING_STAGES = ("clean", "victim", "defense")
@@ -48,13 +54,14 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
         "scenario": to_dict(preset.scenario) if preset.pretrained is None else None,
     })
     poison = _node("poison", {
-        "attack": cell.request.attack, "attack_config": to_dict(cell.attack_config), "poison": to_dict(preset.poison),
+        "attack": cell.request.attack, "attack_code": method_digest(cell.attack_cls),
+        "attack_config": to_dict(cell.attack_config), "poison": to_dict(preset.poison),
         "scenario": to_dict(preset.scenario), "seed": cell.seed, "model": preset.model,
         "parents": {"clean": clean.key} if cell.attack_cls.needs_clean_model else {},
     })
     pattern_file = getattr(cell.attack_config, "pattern_file", "")
     if pattern_file:  # a file edited in place is a new trigger
-        from .models import file_sha256
+        from .digests import file_sha256
 
         poison = _node("poison", {**poison.parts, "pattern_sha256": file_sha256(Path(pattern_file))})
     reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}})
@@ -66,12 +73,20 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
         })
     parents = {"clean": clean.key, "poison": poison.key} if training_time else {"victim": stages["victim"].key}
     stages["defense"] = _node("defense", {
-        "defense": cell.request.defense, "defense_config": to_dict(cell.defense_config), "seed": cell.seed,
+        "defense": cell.request.defense, "defense_code": method_digest(cell.defense_cls),
+        "defense_config": to_dict(cell.defense_config), "seed": cell.seed,
         "victim": to_dict(preset.victim) if training_time else None, "parents": parents,
     })
     return stages
 
 
+def code_digests(cell: Cell) -> dict[str, str]:
+    """The digests of the cell's attack and defense implementations."""
+    return {"attack": method_digest(cell.attack_cls), "defense": method_digest(cell.defense_cls)}
+
+
 def run_key(cell: Cell) -> str:
-    """Key of the cell's result: its whole resolved config, the architecture and the stage code versions."""
-    return stable_hash("cell", STAGE_VERSIONS, cell.config_dict(), architecture_digest(cell.preset.model))
+    """Key of the cell's result: its whole resolved config, the architecture, the stage code
+    versions and the digests of its methods' code."""
+    return stable_hash("cell", STAGE_VERSIONS, cell.config_dict(), architecture_digest(cell.preset.model),
+                       code_digests(cell))

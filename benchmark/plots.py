@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_file
+
 
 def _pyplot():
     import matplotlib
@@ -23,9 +25,8 @@ def _means(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _save(figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=130, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, dpi=130, bbox_inches="tight")
     return path
 
 

@@ -12,13 +12,20 @@ from typing import Optional
 
 from .data.scenario import ScenarioConfig
 from .registry import PRESETS
-from .train_config import PoisonConfig, TrainConfig
+from .train_config import PoisonConfig, Schedule, TrainConfig
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A named setting. ``attack_overrides``/``defense_overrides`` map a method name to
-    ``--set``-style values applied on top of the method's paper defaults for this scale."""
+    """A named setting.
+
+    ``defense_schedules`` maps a defense stage (``post_training``, ``training_time``) to the
+    :class:`Schedule` every defense of that stage trains with at this scale, plugins included.
+    ``own_schedule`` names the methods that keep their paper's schedule (their config defaults)
+    on this preset. ``attack_overrides``/``defense_overrides`` map a method name to
+    ``--set``-style values for this scale; a schedule field among them is a departure from the
+    preset's schedule, recorded in the result with its origin.
+    """
 
     name: str
     description: str
@@ -28,6 +35,8 @@ class Preset:
     pretrain: TrainConfig
     poison: PoisonConfig
     victim: TrainConfig
+    defense_schedules: dict[str, Schedule] = field(default_factory=dict)
+    own_schedule: tuple[str, ...] = ()
     attack_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     defense_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -39,7 +48,7 @@ def _register(preset: Preset) -> Preset:
 
 
 # Attack geometry at 32 px: the papers' 16 px patch at 224 px scales to 2 px; the tiny preset uses
-# 28 px at 224 (4 px at 32 px), the 4x4 patch measured to implant in DESIGN.md. BadCLIP's patch
+# 28 px at 224 (4 px at 32 px), the 4x4 patch that implants at this scale (README, "Calibration"). BadCLIP's patch
 # search runs 5 epochs over 2,000 attacker images instead of 50 over 10K (CPU budget).
 TINY_ATTACKS = {
     "badnet": {"patch_size": "28"},
@@ -47,22 +56,25 @@ TINY_ATTACKS = {
     "badclip": {"patch_size": "28", "epochs": "5", "max_images": "2000"},
 }
 
-# Defenses at tiny scale, beside the papers' values (each module's docstring):
-# - post-training (finetune, cleanclip, abd): 5 epochs, batch 64 on the 5K clean pairs at the
-#   victim's learning rate, 5e-4. The papers poison and defend at the same rate (1e-5 both, ABD
-#   Table I protocol), so the defense keeps that ratio; at lr 5e-5 no post-training defense moved
-#   BadNet's ASR below 99% on the tiny preset (measured, seed 0).
-# - training-time (roclip, safeclip) replace the victim's training, so they get its schedule:
-#   5 epochs, batch 128, lr 5e-4 (RoCLIP: 24 epochs, batch 512, lr 5e-5; SafeCLIP: 32 epochs);
-#   RoCLIP's pool is 2,000 captions of the 10K victim pairs (paper: 21,845 of 1M+); SafeCLIP warms
-#   up 1 unimodal epoch (paper: 5) and runs 3 split epochs after its CLIP warm-up.
-_TINY_POST = {"epochs": "5", "batch_size": "64", "lr": "5e-4", "warmup_steps": "50"}
+# Defense schedules at tiny scale, beside the papers' values (each module's docstring):
+# - post-training (finetune, cleanclip, abd, and any plugin): 5 epochs, batch 64 on the 5K clean
+#   pairs at the victim's learning rate, 5e-4. The papers poison and defend at the same rate (1e-5
+#   both, ABD Table I protocol), so the defense keeps that ratio; at lr 5e-5 no post-training
+#   defense moved BadNet's ASR below 99% on the tiny preset (measured, seed 0).
+# - training-time (roclip, safeclip, and any plugin) replace the victim's training, so they get
+#   its schedule: 5 epochs, batch 128, lr 5e-4 (RoCLIP: 24 epochs, batch 512, lr 5e-5; SafeCLIP:
+#   32 epochs). SafeCLIP departs: its code has no warmup, and its ``epochs`` count the split epochs
+#   after its warm-ups, so 1 unimodal + 1 CLIP warm-up + 3 split epochs make the victim's 5.
+# Method knobs at this scale: RoCLIP's pool is 2,000 captions of the 10K victim pairs (paper:
+# 21,845 of 1M+); ABD crafts its patch for 200 steps.
+TINY_SCHEDULES = {
+    "post_training": Schedule(epochs=5, batch_size=64, lr=5e-4, warmup_steps=50),
+    "training_time": Schedule(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50),
+}
 TINY_DEFENSES = {
-    "finetune": _TINY_POST,
-    "cleanclip": _TINY_POST,
-    "abd": {**_TINY_POST, "craft_steps": "200"},
-    "roclip": {"epochs": "5", "batch_size": "128", "lr": "5e-4", "warmup_steps": "50", "pool_size": "2000"},
-    "safeclip": {"epochs": "3", "batch_size": "128", "lr": "5e-4", "unimodal_epochs": "1"},
+    "abd": {"craft_steps": "200"},
+    "roclip": {"pool_size": "2000"},
+    "safeclip": {"epochs": "3", "warmup_steps": "0", "unimodal_epochs": "1"},
 }
 
 TINY = _register(
@@ -75,12 +87,13 @@ TINY = _register(
         pretrain=TrainConfig(epochs=2, batch_size=128, lr=5e-4, warmup_steps=100, seed=0),
         poison=PoisonConfig(count=300),
         victim=TrainConfig(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50),
+        defense_schedules=TINY_SCHEDULES,
         attack_overrides=TINY_ATTACKS,
         defense_overrides=TINY_DEFENSES,
     )
 )
 
-_MICRO_POST = {"epochs": "1", "batch_size": "32", "lr": "1e-3", "warmup_steps": "2"}
+_MICRO_SCHEDULE = Schedule(epochs=1, batch_size=32, lr=1e-3, warmup_steps=2)
 
 MICRO = _register(
     Preset(
@@ -92,23 +105,25 @@ MICRO = _register(
         pretrain=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2, seed=0),
         poison=PoisonConfig(count=16),  # fits every attack: label-consistent needs 16 of the ~21 target images
         victim=TrainConfig(epochs=1, batch_size=64, lr=1e-3, warmup_steps=2),
+        defense_schedules={"post_training": _MICRO_SCHEDULE, "training_time": _MICRO_SCHEDULE},
         defense_overrides={
-            "finetune": _MICRO_POST, "cleanclip": _MICRO_POST, "abd": {**_MICRO_POST, "craft_steps": "3", "craft_batch_size": "16"},
-            "roclip": {**_MICRO_POST, "pool_size": "64"},
-            "safeclip": {**_MICRO_POST, "unimodal_epochs": "1", "clip_warmup_epochs": "1"},
+            "abd": {"craft_steps": "3", "craft_batch_size": "16"},
+            "roclip": {"pool_size": "64"},
+            "safeclip": {"unimodal_epochs": "1", "clip_warmup_epochs": "1"},
         },
     )
 )
 
 
-# The ABD paper's Table I setting (REFERENCE.md, "The protocol of the reproduction target"):
+# The ABD paper's Table I setting (docs/protocol.md, "The ABD Table I setting"):
 # OpenAI RN50 poisoned by fine-tuning on a 500K-pair CC3M subset with 1,500 poisoned pairs
 # (AdamW, batch 128, 5 epochs, lr 1e-5, cosine; warm-up 10,000 steps is CleanCLIP's training
 # default, as the BadCLIP scripts do not state theirs), 100K clean CC3M defense pairs disjoint from
 # the victim's, ImageNet-1K val with the 80 OpenAI templates and class names, target "banana".
-# Defenses run their papers' defaults (each module's docstring); ABD, whose schedule is not
-# published, runs CleanCLIP's defense recipe. The data are the user's: --set scenario.train_data=
-# and scenario.eval_data= (README, "The paper setting").
+# Post-training defenses (and plugins) run CleanCLIP's defense recipe, the paper's protocol (ABD,
+# whose schedule is not published, included); training-time plugins get the victim's schedule;
+# RoCLIP and SafeCLIP keep their papers' schedules (own_schedule). The data are the user's:
+# --set scenario.train_data= and scenario.eval_data= (README, "The paper setting").
 PAPER_ABD = _register(
     Preset(
         name="paper-abd",
@@ -120,6 +135,11 @@ PAPER_ABD = _register(
         pretrain=TrainConfig(epochs=0),
         poison=PoisonConfig(count=1500),
         victim=TrainConfig(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000),
+        defense_schedules={
+            "post_training": Schedule(epochs=10, batch_size=64, lr=1e-5, warmup_steps=50),
+            "training_time": Schedule(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000),
+        },
+        own_schedule=("roclip", "safeclip"),
     )
 )
 

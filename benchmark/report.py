@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import write_text
 from .results import SCHEMA_VERSION
 
 METRICS = ("ca_top1", "asr", "asr_all", "ra")
@@ -90,7 +91,7 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
     frame = long_form(results)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results_long.csv"]
-    frame.to_csv(written[0], index=False)
+    write_text(written[0], frame.to_csv(index=False))
     sections = []
     tables = {}
     for metric in METRICS + ("clean_model_ca_top1", "clean_model_asr"):
@@ -98,21 +99,21 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
         if table.empty:
             continue
         stem = out / f"pivot_{metric}"
-        table.to_csv(stem.with_suffix(".csv"))
-        stem.with_suffix(".tex").write_text(table.to_latex())
+        write_text(stem.with_suffix(".csv"), table.to_csv())
+        write_text(stem.with_suffix(".tex"), table.to_latex())
         markdown = table.to_markdown()
-        stem.with_suffix(".md").write_text(markdown + "\n")
+        write_text(stem.with_suffix(".md"), markdown + "\n")
         label = LABELS[metric]
         sections.append(f"### {label} (%)\n\n{markdown}\n")
         tables[f"{label} (%)"] = table
         written += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
-    (out / "tables.md").write_text("\n".join(sections))
+    write_text(out / "tables.md", "\n".join(sections))
     written.append(out / "tables.md")
     from .page import build_page
     from .plots import all_plots
 
     figures = all_plots(frame, out)
     written += figures
-    (out / "index.html").write_text(build_page(title, tables, figures))
+    write_text(out / "index.html", build_page(title, tables, figures))
     written.append(out / "index.html")
     return written

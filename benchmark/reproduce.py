@@ -4,7 +4,7 @@ A :class:`Reproduction` names the attacks and the table's defense rows (a clipbe
 config overrides, e.g. ABD without EDA for the "patch only" ablation). The published numbers are
 data (``published/paper_results.csv``, each row with its source), never literals in code.
 
-The ABD paper's ASR counts every triggered image, target-class images included (REFERENCE.md,
+The ABD paper's ASR counts every triggered image, target-class images included (docs/protocol.md,
 "ASR and accuracy definitions"), so the published ASR is compared with clipbench's ``asr_all``;
 the primary ``asr`` (target class excluded) is shown beside it.
 """
@@ -18,6 +18,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_file, write_text
 from .registry import REPRODUCTIONS
 
 PUBLISHED_CSV = Path(__file__).parent / "published" / "paper_results.csv"
@@ -184,16 +185,10 @@ def write_outputs(table: pd.DataFrame, reproduction: Reproduction, setting: str,
         "## Long form",
         tabulate(long_view, headers="keys", tablefmt="github", showindex=False),
     ]) + "\n"
-    _atomic_write(paths["markdown"], text)
-    _atomic_write(paths["csv"], table.to_csv(index=False))
+    write_text(paths["markdown"], text)
+    write_text(paths["csv"], table.to_csv(index=False))
     _figure(table, reproduction, paths["figure"])
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _figure(table: pd.DataFrame, reproduction: Reproduction, path: Path) -> None:
@@ -216,7 +211,6 @@ def _figure(table: pd.DataFrame, reproduction: Reproduction, path: Path) -> None
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.suptitle(f"{reproduction.name}: measured vs published ASR", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)

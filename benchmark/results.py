@@ -1,4 +1,4 @@
-"""Result JSON of one cell (DESIGN.md, "Results and report"): one file per cell."""
+"""Result JSON of one cell (docs/design.md, "Results and report"): one file per cell."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import __version__
-from .cache import write_json_atomic
+from .atomic import write_json
 
 SCHEMA_VERSION = 1
 TRIGGER_SPACE = "uint8 at the model's input resolution, after its resize and centre crop, before normalisation"
@@ -92,4 +92,4 @@ def build_result(cell, run_key: str, status: str, error: Optional[str], metrics:
 
 
 def write_result(path: Path, result: dict) -> None:
-    write_json_atomic(path, result)
+    write_json(path, result)

@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 
+
 def sub_seed(root: int, name: str) -> int:
     """A 31-bit seed for the stream ``name`` derived from ``root`` (stable across runs and machines)."""
     digest = hashlib.sha256(f"clipbench:{root}:{name}".encode()).digest()

@@ -8,7 +8,7 @@ Every stage that trains (pretraining, victim poisoning, every fine-tuning defens
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data.images import ModelImages, select_rows
 from .data.pairs import PairSet
 from .errors import ClipbenchError, DivergenceError
 from .image_pipeline import ImagePipeline, TriggerFn
@@ -43,6 +44,40 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     logits = logit_scale * image_features @ text_features.t()
     labels = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+@dataclass
+class TrainingData:
+    """What a training run reads.
+
+    ``images`` are uint8 at the model's resolution (a tensor, or lazy for real-scale data),
+    aligned with ``pairs``; ``captions`` are the captions trained on (poisoned ones in place);
+    the rows in ``trigger_rows`` get ``trigger`` applied each time they are drawn, by the same
+    function evaluation uses.
+    """
+
+    images: ModelImages
+    pairs: PairSet
+    captions: list[str]
+    trigger_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    trigger: Optional[TriggerFn] = None
+
+    @classmethod
+    def clean(cls, images: ModelImages, pairs: PairSet) -> "TrainingData":
+        """Clean pairs with their own captions and no trigger."""
+        return cls(images, pairs, list(pairs.captions))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def subset(self, rows: np.ndarray) -> "TrainingData":
+        """The rows ``rows``; poisoned rows among them keep their trigger and their captions, so a
+        defense that selects data never learns which rows were poisoned."""
+        rows = np.asarray(rows, dtype=np.int64)
+        poisoned = np.zeros(len(self), dtype=bool)
+        poisoned[self.trigger_rows] = True
+        return TrainingData(select_rows(self.images, rows), self.pairs.subset(rows), [self.captions[int(r)] for r in rows],
+                            np.nonzero(poisoned[rows])[0], self.trigger)
 
 
 @dataclass
@@ -106,28 +141,23 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 def train_contrastive(
     clip: ClipModel,
     pipeline: ImagePipeline,
-    images: torch.Tensor,
-    pairs: PairSet,
+    data: TrainingData,
     config: TrainConfig,
-    trigger_rows: Optional[np.ndarray] = None,
-    trigger: Optional[TriggerFn] = None,
-    captions: Optional[list[str]] = None,
     objective: Objective = clip_objective,
     on_epoch_start: Optional[Callable[[int], None]] = None,
     description: str = "train",
     device: torch.device = torch.device("cpu"),
 ) -> dict:
-    """Train ``clip`` in place on (``images``, captions) with ``objective``.
+    """Train ``clip`` in place on ``data`` with ``objective``.
 
-    ``images`` are uint8 at the model resolution, aligned with ``pairs``. Rows in ``trigger_rows``
-    get ``trigger`` applied each time they are drawn (the same function evaluation uses);
-    ``captions`` replaces ``pairs.captions`` when given. A non-finite loss raises
-    :class:`DivergenceError`. Returns loss statistics.
+    Each drawn batch gets the trigger on its rows in ``data.trigger_rows``
+    (:func:`apply_trigger_rows`). A non-finite loss raises :class:`DivergenceError`. Returns loss
+    statistics.
     """
     config.validate()
     model = clip.model.to(device)
     model.train()
-    captions = captions if captions is not None else pairs.captions
+    images, pairs, captions = data.images, data.pairs, data.captions
     n = len(pairs)
     steps_per_epoch = n // config.batch_size
     total = steps_per_epoch * config.epochs
@@ -138,8 +168,7 @@ def train_contrastive(
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total, config.warmup_steps))
     poisoned_mask = np.zeros(n, dtype=bool)
-    if trigger_rows is not None:
-        poisoned_mask[trigger_rows] = True
+    poisoned_mask[data.trigger_rows] = True
     ids = torch.as_tensor(pairs.ids)
     generator = np.random.default_rng(config.seed)
     losses: list[float] = []
@@ -151,7 +180,7 @@ def train_contrastive(
         order = generator.permutation(n)
         for step in range(steps_per_epoch):
             rows = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch_images = apply_trigger_rows(images[rows], poisoned_mask[rows], trigger, ids[rows])
+            batch_images = apply_trigger_rows(images[rows], poisoned_mask[rows], data.trigger, ids[rows])
             batch = Batch(clip, pipeline, batch_images, [captions[i] for i in rows], rows, ids[rows], epoch, device)
             with autocast(config.precision, device):
                 loss = objective(batch)

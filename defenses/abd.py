@@ -20,7 +20,8 @@ Choices made here (the paper does not specify them):
    batches of clean defense images, each pasted at a random position on an augmented, brightened
    copy (brightness ×1.0–1.3), as the paper describes. The paper's generator/discriminator
    (AdvCLIP-style) is not implemented: the patch is optimised directly.
-3. **Fine-tuning.** CleanCLIP's schedule (:class:`FineTuneSettings`); ``patch_ratio`` (0.5) of
+3. **Fine-tuning.** The preset's post-training schedule (paper default: CleanCLIP's recipe,
+   :class:`~clipbench.defenses.base.FineTuneConfig`); ``patch_ratio`` (0.5) of
    each batch gets the patch at a random position, captions unchanged apart from EDA (0.1 rates);
    CLIP loss only. ``use_patch`` and ``use_eda`` switch the two ingredients off for the ablations
    of Table II (patch only: ``use_eda=false``; EDA only: ``use_patch=false``).
@@ -33,11 +34,11 @@ from dataclasses import dataclass
 from clipbench.config import require
 from clipbench.registry import register_defense
 
-from .base import Defense, FineTuneSettings, require_clean_pairs
+from .base import FineTuneConfig, FineTuneDefense
 
 
 @dataclass(frozen=True)
-class AbdConfig(FineTuneSettings):
+class AbdConfig(FineTuneConfig):
     """ABD's patch crafting and fine-tuning settings (see the module docstring for each choice)."""
 
     patch_size: int = 32
@@ -136,7 +137,7 @@ def _optimise(config: AbdConfig, context, generator, model, pipeline, device):
 
 
 @register_defense("abd")
-class Abd(Defense):
+class Abd(FineTuneDefense):
     Config = AbdConfig
     stage = "post_training"
     provenance = "reimplementation"
@@ -147,16 +148,14 @@ class Abd(Defense):
         import numpy as np
         import torch
 
-        from clipbench.eda import Eda, EdaConfig
-        from clipbench.training import clip_loss, train_contrastive
+        from clipbench.training import clip_loss
 
-        require_clean_pairs(context, "abd")
+        self.require_data(context)
         config = self.config
-        generator = torch.Generator().manual_seed(context.seed)
+        generator = self.generator(context)
         patch = craft_patch(config, context, generator) if config.use_patch else None
         context.extras["abd_patch"] = patch
-        rate = config.eda_rate
-        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir) if config.use_eda else None
+        eda = self.eda(context) if config.use_eda else None
         rng = np.random.default_rng(context.seed)
 
         def objective(batch):
@@ -170,7 +169,5 @@ class Abd(Defense):
             captions = eda.batch(batch.captions) if eda is not None else batch.captions
             return clip_loss(batch.encode_images(images), batch.encode_texts(captions), batch.logit_scale)
 
-        train_contrastive(context.model, context.pipeline, context.images, context.pairs,
-                          config.train_config(context.seed), objective=objective,
-                          description="defense abd", device=context.device)
+        self.fit(context, objective)
         return context.model

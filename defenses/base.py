@@ -2,10 +2,12 @@
 
 - ``post_training`` defenses get the poisoned victim and the clean defense pairs and return a
   cleaned model;
-- ``training_time`` defenses get the clean model and the poisoned training pairs and replace the
-  victim's training.
+- ``training_time`` defenses get the clean model and the poisoned training pairs (without being
+  told which rows are poisoned) and replace the victim's training.
 
-Modules in this package import torch only inside ``run``, so listing defenses stays fast.
+:class:`FineTuneDefense` is the base of every defense that trains: it owns the set-up around
+the shared training loop, so a defense supplies an objective (and, if it needs one, an epoch
+hook). Modules in this package import torch only inside methods, so listing defenses stays fast.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from clipbench.config import require
-from clipbench.train_config import TrainConfig
+from clipbench.train_config import Schedule
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
+    from clipbench.data.images import ModelImages
     from clipbench.data.pairs import PairSet
-    from clipbench.image_pipeline import ImagePipeline, TriggerFn
+    from clipbench.eda import Eda
+    from clipbench.image_pipeline import ImagePipeline
     from clipbench.models import ClipModel
+    from clipbench.training import Objective, TrainingData
 
 Stage = Literal["post_training", "training_time"]
 
@@ -31,52 +35,35 @@ Stage = Literal["post_training", "training_time"]
 class DefenseContext:
     """What a defense is handed.
 
-    ``model`` is the victim (post-training) or the clean model (training-time); the defense may
-    train it in place. ``pairs``/``images`` are the clean defense split (post-training) or the
-    victim split (training-time), in which case ``trigger_rows``, ``trigger`` and ``captions``
-    describe the poisoning the defense must survive without being told about it.
+    ``model`` is the victim (post-training) or the clean model (training-time), a
+    :class:`clipbench.models.ClipModel` (``model.model`` is the open_clip module,
+    ``model.tokenize(captions)`` its tokenizer); the defense may train it in place. ``data`` is
+    the clean defense split (post-training) or the poisoned training split (training-time): uint8
+    images ``N x 3 x S x S`` at the model's resolution (``pipeline.size``; ``pipeline.normalize``
+    makes model input of them), the pairs, their captions, and, for training-time defenses, the
+    trigger the training loop applies to poisoned rows (a defense must not read it to decide
+    anything). ``seed`` is the cell's defense sub-seed. ``extras`` is kept in the result.
     """
 
     model: "ClipModel"
     pipeline: "ImagePipeline"
-    pairs: "PairSet"
-    images: "torch.Tensor"
+    data: "TrainingData"
     seed: int
     device: "torch.device"
-    captions: Optional[list[str]] = None
-    trigger_rows: Optional["np.ndarray"] = None
-    trigger: Optional["TriggerFn"] = None
     cache_dir: Optional[str] = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pairs(self) -> "PairSet":
+        return self.data.pairs
 
-@dataclass(frozen=True)
-class FineTuneSettings:
-    """Optimisation fields shared by fine-tuning defenses.
-
-    Defaults are CleanCLIP's defense recipe (arXiv 2303.03323; REFERENCE.md): batch 64, lr 1e-5,
-    10 epochs, 50 warmup steps. Presets override them for their scale and say so.
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-5
-    weight_decay: float = 0.1
-    warmup_steps: int = 50
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-
-    def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps, precision=self.precision, seed=seed,
-        )
-
-    def validate(self) -> None:
-        self.train_config(0).validate()
+    @property
+    def images(self) -> "ModelImages":
+        return self.data.images
 
 
 class Defense:
-    """Base class of defenses."""
+    """Base class of defenses: ``Config`` (a dataclass), ``stage`` and ``run``."""
 
     Config: ClassVar[type]
     stage: ClassVar[Stage] = "post_training"
@@ -109,7 +96,73 @@ class Defense:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class FineTuneConfig(Schedule):
+    """The schedule of a defense that trains, defaulting to CleanCLIP's defense recipe (arXiv
+    2303.03323; docs/protocol.md, "The ABD Table I setting"): batch 64, lr 1e-5, 10 epochs, 50
+    warmup steps. A preset replaces these schedule fields with its own for the defense's stage."""
 
-def require_clean_pairs(context: DefenseContext, name: str) -> None:
-    """A post-training defense needs clean pairs; say so when the scenario has none."""
-    require(len(context.pairs) > 0, f"defense {name} needs a clean defense split, but the scenario's is empty (scenario.defense_size=0)")
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-5
+    warmup_steps: int = 50
+
+
+class FineTuneDefense(Defense):
+    """A defense that trains the model it is handed with the shared training loop.
+
+    Override :meth:`objective` (default: CLIP's loss) and, if needed, :meth:`on_epoch_start`;
+    or override :meth:`run` and call :meth:`fit` once per phase (SafeCLIP).
+    """
+
+    Config = FineTuneConfig
+
+    def objective(self, context: DefenseContext) -> "Objective":
+        """The loss of one batch; built once per run (default: CLIP's loss on the batch's pairs)."""
+        from clipbench.training import clip_objective
+
+        return clip_objective
+
+    def on_epoch_start(self, context: DefenseContext, epoch: int) -> None:
+        """Called before each epoch of :meth:`run`'s training (default: nothing)."""
+
+    def run(self, context: DefenseContext) -> "ClipModel":
+        hook = None
+        if type(self).on_epoch_start is not FineTuneDefense.on_epoch_start:
+            hook = lambda epoch: self.on_epoch_start(context, epoch)  # noqa: E731
+        self.fit(context, self.objective(context), on_epoch_start=hook)
+        return context.model
+
+    def fit(self, context: DefenseContext, objective: "Objective", data: Optional["TrainingData"] = None,
+            phase: str = "", on_epoch_start: Any = None, seed_offset: int = 0, **changes: Any) -> dict:
+        """Train ``context.model`` on ``data`` (default: the context's) with this defense's schedule,
+        changed by ``changes`` (e.g. ``epochs=1, lr=...``); the loss statistics go to ``extras``."""
+        from clipbench.training import train_contrastive
+
+        self.require_data(context)
+        config = self.config.train_config(context.seed + seed_offset, **changes)
+        name = f"defense {self.registry_name}" + (f" {phase}" if phase else "")
+        stats = train_contrastive(context.model, context.pipeline, data if data is not None else context.data, config,
+                                  objective=objective, on_epoch_start=on_epoch_start, description=name, device=context.device)
+        context.extras.setdefault("training", []).append({"phase": phase or "train", **stats})
+        return stats
+
+    def require_data(self, context: DefenseContext) -> None:
+        """A defense that trains needs pairs to train on; say so when the split is empty."""
+        require(len(context.pairs) > 0, f"defense {self.registry_name} has no pairs to train on "
+                                        "(for a post-training defense: scenario.defense_size is 0)")
+
+    def eda(self, context: DefenseContext, rate: Optional[float] = None) -> "Eda":
+        """EDA over captions with every operation at ``rate`` (default: the config's ``eda_rate``)."""
+        from clipbench.eda import Eda, EdaConfig
+
+        rate = getattr(self.config, "eda_rate", 0.1) if rate is None else rate
+        return Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
+
+    @staticmethod
+    def generator(context: DefenseContext) -> "torch.Generator":
+        """A torch generator seeded with the defense seed (augmentations, patch positions)."""
+        import torch
+
+        return torch.Generator().manual_seed(context.seed)
+

@@ -3,7 +3,7 @@ the multimodal CLIP loss plus unimodal self-supervised losses.
 
 ``loss = clip_weight * CLIP(I, T) + inmodal_weight * (L_image(I, aug(I)) + L_text(T, EDA(T))) / 2``,
 as in CleanCLIP's code (weights 1 and 1; batch 64, lr 1e-5, 10 epochs, 50 warmup steps; AutoAugment
-and EDA 0.1/0.1/0.1/0.1 with one augmented sentence; REFERENCE.md). The image augmentation is
+and EDA 0.1/0.1/0.1/0.1 with one augmented sentence; docs/protocol.md, "The ABD Table I setting"). The image augmentation is
 chosen by ``augmentation`` (see :mod:`clipbench.augment`: the default suits any resolution;
 ``autoaugment`` is CleanCLIP's).
 """
@@ -16,11 +16,11 @@ from typing import Literal
 from clipbench.config import require
 from clipbench.registry import register_defense
 
-from .base import Defense, FineTuneSettings, require_clean_pairs
+from .base import FineTuneConfig, FineTuneDefense
 
 
 @dataclass(frozen=True)
-class CleanClipConfig(FineTuneSettings):
+class CleanClipConfig(FineTuneConfig):
     """CleanCLIP's loss weights and augmentation on top of its fine-tuning schedule."""
 
     clip_weight: float = 1.0  # CleanCLIP code: 1
@@ -37,25 +37,19 @@ class CleanClipConfig(FineTuneSettings):
 
 
 @register_defense("cleanclip")
-class CleanClip(Defense):
+class CleanClip(FineTuneDefense):
     Config = CleanClipConfig
     stage = "post_training"
     description = "fine-tune on clean pairs with CLIP loss + image/text self-supervised losses"
     source = "Bansal et al. ICCV 2023 (arXiv 2303.03323); defaults from the official code"
 
-    def run(self, context):
-        import torch
-
-        from clipbench.eda import Eda, EdaConfig
-        from clipbench.training import clip_loss, train_contrastive
+    def objective(self, context):
+        from clipbench.training import clip_loss
 
         from .unimodal import unimodal_terms
 
-        require_clean_pairs(context, "cleanclip")
         config = self.config
-        rate = config.eda_rate
-        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
-        generator = torch.Generator().manual_seed(context.seed)
+        eda, generator = self.eda(context), self.generator(context)
 
         def objective(batch):
             images, texts = batch.encode_images(), batch.encode_texts()
@@ -65,7 +59,4 @@ class CleanClip(Defense):
                 loss = loss + config.inmodal_weight * 0.5 * (image_loss + text_loss)
             return loss
 
-        train_contrastive(context.model, context.pipeline, context.images, context.pairs,
-                          config.train_config(context.seed), objective=objective,
-                          description="defense cleanclip", device=context.device)
-        return context.model
+        return objective

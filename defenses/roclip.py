@@ -5,12 +5,14 @@ epoch each image is paired with the caption of a large, varying pool whose embed
 the image's, instead of with its own caption; the other epochs use the plain CLIP loss. The pool
 is redrawn from the training captions and re-embedded at the start of each matching epoch. Images
 are augmented and captions go through EDA. Defaults are the official code's: pool 21,845,
-matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1 (REFERENCE.md).
+matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1 (docs/protocol.md,
+"Training-time defense hyper-parameters"). On a preset, the schedule fields are the preset's
+training-time schedule unless the preset names RoCLIP among the methods that keep their paper's.
 
 Deviations from the official code: the matched caption is re-encoded by the text encoder (with
 gradients) after EDA, where the official code uses the memory bank's stored, detached embedding
 of the nearest caption; the pool is drawn once per matching epoch instead of being a FIFO updated
-every batch; matching epochs are the 2nd, 4th, ... (the official code: 1st, 3rd, ...).
+every batch. Matching epochs are the 2nd, 4th, ..., as in the official code.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from typing import Literal
 from clipbench.config import require
 from clipbench.registry import register_defense
 
-from .base import Defense, FineTuneSettings
+from .base import FineTuneConfig, FineTuneDefense
 
 
 @dataclass(frozen=True)
-class RoClipConfig(FineTuneSettings):
+class RoClipConfig(FineTuneConfig):
     """RoCLIP's pool and schedule (official code defaults)."""
 
     epochs: int = 24
@@ -45,7 +47,7 @@ class RoClipConfig(FineTuneSettings):
 
 
 @register_defense("roclip")
-class RoClip(Defense):
+class RoClip(FineTuneDefense):
     Config = RoClipConfig
     stage = "training_time"
     description = "train on poisoned data, pairing images with nearest captions of a varying pool every 2nd epoch"
@@ -56,41 +58,22 @@ class RoClip(Defense):
         require(config.pool_size <= scenario.victim_size,
                 f"defense.pool_size ({config.pool_size}) is larger than the {scenario.victim_size} training pairs")
 
-    def run(self, context):
+    def objective(self, context):
         import numpy as np
         import torch
-        import torch.nn.functional as F
 
         from clipbench.augment import augment
-        from clipbench.eda import Eda, EdaConfig
-        from clipbench.training import clip_loss, train_contrastive
-
-        from .training_time import whole
+        from clipbench.training import clip_loss
 
         config = self.config
-        data = whole(context)
-        captions = data["captions"]
+        captions = context.data.captions
         require(config.pool_size <= len(captions),
                 f"defense.pool_size ({config.pool_size}) is larger than the {len(captions)} training captions")
-        rate = config.eda_rate
-        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir) if rate > 0 else None
-        generator = torch.Generator().manual_seed(context.seed)
-        rng = np.random.default_rng(context.seed)
-        pool: dict = {}
-        clip = context.model
-
-        def on_epoch_start(epoch: int) -> None:
-            pool.clear()
-            if (epoch + 1) % config.match_every != 0:
-                return
-            texts = [captions[i] for i in rng.choice(len(captions), size=config.pool_size, replace=False)]
-            clip.model.eval()
-            with torch.no_grad():
-                embeddings = torch.cat([
-                    F.normalize(clip.model.encode_text(clip.tokenize(texts[i : i + 1024]).to(context.device)).float(), dim=-1)
-                    for i in range(0, len(texts), 1024)
-                ])
-            pool.update(texts=texts, embeddings=embeddings)
+        eda = self.eda(context) if config.eda_rate > 0 else None
+        generator = self.generator(context)
+        self._pool_rng = np.random.default_rng(context.seed)
+        self._pool: dict = {}
+        pool = self._pool
 
         def objective(batch):
             images = batch.images if config.augmentation == "none" else augment(batch.images, generator, config.augmentation)
@@ -105,6 +88,23 @@ class RoClip(Defense):
                 texts = eda.batch(texts)
             return clip_loss(image_features, batch.encode_texts(texts), batch.logit_scale)
 
-        train_contrastive(clip, context.pipeline, config=config.train_config(context.seed), objective=objective,
-                          on_epoch_start=on_epoch_start, description="defense roclip", device=context.device, **data)
-        return clip
+        return objective
+
+    def on_epoch_start(self, context, epoch: int) -> None:
+        """On every ``match_every``-th epoch, draw a new caption pool and embed it."""
+        import torch
+        import torch.nn.functional as F
+
+        config, clip, pool = self.config, context.model, self._pool
+        pool.clear()
+        if (epoch + 1) % config.match_every != 0:
+            return
+        captions = context.data.captions
+        texts = [captions[i] for i in self._pool_rng.choice(len(captions), size=config.pool_size, replace=False)]
+        clip.model.eval()
+        with torch.no_grad():
+            embeddings = torch.cat([
+                F.normalize(clip.model.encode_text(clip.tokenize(texts[i : i + 1024]).to(context.device)).float(), dim=-1)
+                for i in range(0, len(texts), 1024)
+            ])
+        pool.update(texts=texts, embeddings=embeddings)

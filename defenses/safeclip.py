@@ -11,9 +11,9 @@ From the clean model on the (poisoned) training pairs:
    p(clean) >= ``clean_threshold`` under the mixture (``initial_ratio`` when that is 0); it grows
    by ``ratio_step`` per epoch up to ``max_ratio``.
 
-Defaults are the official code's (REFERENCE.md): 5 unimodal warm-up epochs, 1 CLIP warm-up epoch
-at lr 5e-6, p >= 0.9, fallback ratio 0.15, +0.01 per epoch, cap 0.85, lr 5e-4, 32 epochs, batch
-128. Deviations from the official code, by construction of this implementation: each epoch is
+Defaults are the official code's (docs/protocol.md, "Training-time defense hyper-parameters"):
+5 unimodal warm-up epochs, 1 CLIP warm-up epoch at lr 5e-6, p >= 0.9, fallback ratio 0.15, +0.01
+per epoch, cap 0.85, lr 5e-4, 32 epochs, batch 128. Deviations from the official code, by construction of this implementation: each epoch is
 two calls of the shared training loop (safe pairs, then risky pairs), each with its own AdamW
 (moments restart every epoch; the official code keeps one optimizer) and its own cosine decay
 from the epoch's learning rate (itself cosine-decayed over epochs), so the effective learning
@@ -24,17 +24,20 @@ ones; the mixture is refitted every epoch but only its first fit sets the initia
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from clipbench.config import require
 from clipbench.registry import register_defense
 
-from .base import Defense, FineTuneSettings
+from .base import FineTuneConfig, FineTuneDefense
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
-class SafeClipConfig(FineTuneSettings):
+class SafeClipConfig(FineTuneConfig):
     """SafeCLIP's warm-ups, mixture split and schedule (official code defaults)."""
 
     epochs: int = 32
@@ -61,7 +64,7 @@ class SafeClipConfig(FineTuneSettings):
             require(0 <= value <= 1, f"defense.{name} must be in [0, 1], got {value}")
 
 
-def pair_similarities(context, data) -> "np.ndarray":
+def pair_similarities(context) -> "np.ndarray":
     """Cosine similarity of every (possibly triggered) image with its caption under the current model."""
     import numpy as np
     import torch
@@ -69,17 +72,17 @@ def pair_similarities(context, data) -> "np.ndarray":
 
     from clipbench.training import apply_trigger_rows
 
-    clip, pipeline = context.model, context.pipeline
-    images, captions = data["images"], data["captions"]
+    clip, pipeline, data = context.model, context.pipeline, context.data
+    images, captions = data.images, data.captions
     poisoned = np.zeros(len(images), dtype=bool)
-    poisoned[data["trigger_rows"]] = True
-    ids = torch.as_tensor(data["pairs"].ids)
+    poisoned[data.trigger_rows] = True
+    ids = torch.as_tensor(data.pairs.ids)
     clip.model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(images), 512):
             rows = np.arange(start, min(start + 512, len(images)))
-            batch = apply_trigger_rows(images[rows], poisoned[rows], data["trigger"], ids[rows])
+            batch = apply_trigger_rows(images[rows], poisoned[rows], data.trigger, ids[rows])
             image = F.normalize(clip.model.encode_image(pipeline.normalize(batch).to(context.device)).float(), dim=-1)
             text = F.normalize(clip.model.encode_text(clip.tokenize([captions[i] for i in rows]).to(context.device)).float(), dim=-1)
             out.append((image * text).sum(-1).cpu())
@@ -87,7 +90,7 @@ def pair_similarities(context, data) -> "np.ndarray":
 
 
 @register_defense("safeclip")
-class SafeClip(Defense):
+class SafeClip(FineTuneDefense):
     Config = SafeClipConfig
     stage = "training_time"
     description = "unimodal warm-up, then a GMM on image-caption similarity splits safe (CLIP loss) from risky (unimodal) pairs"
@@ -95,48 +98,41 @@ class SafeClip(Defense):
 
     def run(self, context):
         import numpy as np
-        import torch
 
-        from clipbench.eda import Eda, EdaConfig
-        from clipbench.training import clip_objective, train_contrastive
+        from clipbench.training import clip_objective
 
         from .gmm import fit_gmm
-        from .training_time import subset, whole
         from .unimodal import unimodal_terms
 
         config = self.config
-        rate = config.eda_rate
-        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
-        generator = torch.Generator().manual_seed(context.seed)
-        clip, data = context.model, whole(context)
-        base = config.train_config(context.seed)
+        eda, generator = self.eda(context), self.generator(context)
 
         def unimodal(batch):
             image_loss, text_loss = unimodal_terms(batch, eda, generator, config.augmentation)
             return 0.5 * (image_loss + text_loss)
 
-        def train(kwargs, objective, epochs, lr, seed, name):
-            if epochs and len(kwargs["pairs"]) >= base.batch_size:
-                train_contrastive(clip, context.pipeline, config=replace(base, epochs=epochs, lr=lr, seed=seed),
-                                  objective=objective, description=f"defense safeclip {name}", device=context.device, **kwargs)
+        def train(data, objective, epochs, lr, seed_offset, phase):
+            if epochs and len(data) >= config.batch_size:
+                self.fit(context, objective, data=data, phase=phase, seed_offset=seed_offset, epochs=epochs, lr=lr)
 
-        train(data, unimodal, config.unimodal_epochs, config.lr, context.seed, "unimodal warm-up")
-        train(data, clip_objective, config.clip_warmup_epochs, config.clip_warmup_lr, context.seed + 1, "clip warm-up")
+        train(context.data, unimodal, config.unimodal_epochs, config.lr, 0, "unimodal warm-up")
+        train(context.data, clip_objective, config.clip_warmup_epochs, config.clip_warmup_lr, 1, "clip warm-up")
         ratio = None
         history = []
         for epoch in range(config.epochs):
-            similarity = pair_similarities(context, data)
+            similarity = pair_similarities(context)
             mixture = fit_gmm(similarity)
             if ratio is None:
                 share = float((mixture.posterior_high(similarity) >= config.clean_threshold).mean())
                 ratio = share if share > 0 else config.initial_ratio
             current = min(config.max_ratio, ratio + config.ratio_step * epoch)
             order = np.argsort(-similarity)
-            safe, risky = np.sort(order[: int(round(current * len(order)))]), np.sort(order[int(round(current * len(order))):])
+            cut = int(round(current * len(order)))
+            safe, risky = np.sort(order[:cut]), np.sort(order[cut:])
             lr = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, config.epochs)))
-            train(subset(context, safe), clip_objective, 1, lr, context.seed + 10 + epoch, f"epoch {epoch + 1} safe")
-            train(subset(context, risky), unimodal, 1, lr, context.seed + 1000 + epoch, f"epoch {epoch + 1} risky")
-            poisoned_safe = int(np.isin(safe, context.trigger_rows).sum()) if context.trigger_rows is not None else 0
+            train(context.data.subset(safe), clip_objective, 1, lr, 10 + epoch, f"epoch {epoch + 1} safe")
+            train(context.data.subset(risky), unimodal, 1, lr, 1000 + epoch, f"epoch {epoch + 1} risky")
+            poisoned_safe = int(np.isin(safe, context.data.trigger_rows).sum())
             history.append({"epoch": epoch + 1, "safe_ratio": round(current, 4), "safe": len(safe), "poisoned_in_safe": poisoned_safe})
         context.extras["safeclip_history"] = history
-        return clip
+        return context.model

@@ -25,7 +25,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Data from Debian packages (DESIGN.md): Fashion-MNIST for the tiny preset, and WordNet for EDA.
+# Data from Debian packages (docs/design.md, "Environment"): Fashion-MNIST for the tiny preset, and WordNet for EDA.
 # Without apt, clipbench falls back to the Hugging Face hub (Fashion-MNIST) and nltk's downloader.
 missing=""
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ -z "${CLIPBENCH_FASHION_MNIST_DIR:-}" ]; then

@@ -94,17 +94,33 @@ def test_artifact_round_trips_losslessly(name, micro_clip, tmp_path):
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)
-def test_poison_and_evaluation_paths_give_identical_pixels(name, micro_clip):
-    """The victim's training and the evaluation both feed ``attack.apply`` output to normalisation."""
-    from clipbench.training import train_contrastive  # noqa: F401  (the training path imports cleanly)
+def test_training_batches_carry_the_evaluation_trigger(name, micro_clip):
+    """What the training loop feeds the model for poisoned rows (through ``apply_trigger_rows``) is
+    pixel for pixel what evaluation feeds it; clean rows reach the model untouched."""
+    from clipbench.train_config import TrainConfig
+    from clipbench.training import TrainingData, clip_objective, train_contrastive
 
     attack = build(name, 8, micro_clip)
     pipeline = ImagePipeline.from_model(micro_clip.model)
-    images = batch(seed=2)
-    evaluation_input = pipeline.model_input(images, IDS, attack.apply)
-    poisoned = images.clone()
-    poisoned[:] = attack.apply(images, IDS)  # what train_contrastive writes into the batch
-    assert torch.equal(pipeline.normalize(poisoned), evaluation_input)
+    pairs = small_pairs(16)
+    images = torch.as_tensor(pairs.images)
+    poisoned = np.array([1, 4, 9, 10, 15])
+    seen = []
+
+    def recording(batch):
+        seen.append((batch.rows.copy(), batch.images.clone()))
+        return clip_objective(batch)
+
+    data = TrainingData(images, pairs, list(pairs.captions), poisoned, attack.apply)
+    train_contrastive(create_model("clipbench-micro-vit", seed=0), pipeline, data, TrainConfig(epochs=1, batch_size=8), objective=recording)
+    ids = torch.as_tensor(pairs.ids)
+    evaluation_pixels = attack.apply(images, ids)  # what pipeline.model_input normalises at evaluation
+    assert torch.equal(pipeline.model_input(images, ids, attack.apply), pipeline.normalize(evaluation_pixels))
+    assert sum(len(rows) for rows, _ in seen) == 16
+    for rows, batch_images in seen:
+        for position, row in enumerate(rows):
+            expected = evaluation_pixels[row] if row in poisoned else images[row]
+            assert torch.equal(batch_images[position], expected), f"row {row}"
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -176,7 +174,8 @@ def test_poison_all_rows_and_too_many_rows():
 
 def test_poisoning_and_evaluation_call_the_same_trigger(monkeypatch, fresh_cache_dir, tmp_path):
     """The victim's training and the evaluation both go through ``BadNet.apply``."""
-    from clipbench.runner import Runner
+    import clipbench.cell_runner as cell_runner
+    from clipbench.matrix import RunnerSettings
 
     phase = {"name": "other"}
     calls: list[tuple[str, list[int]]] = []
@@ -186,27 +185,27 @@ def test_poisoning_and_evaluation_call_the_same_trigger(monkeypatch, fresh_cache
         calls.append((phase["name"], [int(i) for i in ids]))
         return original_apply(self, images, ids)
 
-    def in_phase(name, method):
-        def wrapper(self, *args, **kwargs):
+    def in_phase(name, function):
+        def wrapper(*args, **kwargs):
             previous, phase["name"] = phase["name"], name
             try:
-                return method(self, *args, **kwargs)
+                return function(*args, **kwargs)
             finally:
                 phase["name"] = previous
 
         return wrapper
 
     monkeypatch.setattr(BadNet, "apply", recording_apply)
-    monkeypatch.setattr(Runner, "victim", in_phase("victim", Runner.victim))
-    monkeypatch.setattr(Runner, "evaluate", in_phase("evaluation", Runner.evaluate))
+    monkeypatch.setattr(cell_runner, "victim", in_phase("victim", cell_runner.victim))
+    monkeypatch.setattr(cell_runner, "evaluate", in_phase("evaluation", cell_runner.evaluate))
 
-    runner = Runner(fresh_cache_dir, tmp_path / "results", device="cpu")
+    runner = RunnerSettings(str(fresh_cache_dir), str(tmp_path / "results"), "cpu", False).cell_runner()
     cell = resolve_cell(CellRequest(preset="micro", attack="badnet", defense="none"))
     result = runner.run_cell(cell)
     assert result["status"] == "ok", result.get("error")
     assert result["stages"]["victim"]["cached"] is False
 
-    scenario = runner.scenario(cell)
+    scenario = runner.ws.scenario(cell)
     victim_calls = [ids for name, ids in calls if name == "victim"]
     eval_calls = [ids for name, ids in calls if name == "evaluation"]
     assert victim_calls, "the victim's training did not call BadNet.apply"
@@ -215,7 +214,7 @@ def test_poisoning_and_evaluation_call_the_same_trigger(monkeypatch, fresh_cache
     # training triggers exactly the poisoned rows (by their image ids), evaluation every test image
     import json
 
-    manifest = json.loads((runner.store.path("poison", result["artifacts"]["poison"]) / "manifest.json").read_text())
+    manifest = json.loads((runner.ws.store.path("poison", result["artifacts"]["poison"]) / "manifest.json").read_text())
     poisoned_ids = set(scenario.victim.ids[manifest["rows"]].tolist())
     seen_in_training = {i for ids in victim_calls for i in ids}
     assert seen_in_training <= poisoned_ids

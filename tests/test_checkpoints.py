@@ -14,7 +14,12 @@ from clipbench.checkpoints import export_checkpoint, import_checkpoint, read_for
 from clipbench.cli_checkpoint import checkpoint_group
 from clipbench.errors import ClipbenchError
 from clipbench.models import (
-    SIDECAR_FILE, WEIGHTS_FILE, create_model, file_sha256, load_checkpoint, save_checkpoint,
+    SIDECAR_FILE,
+    WEIGHTS_FILE,
+    create_model,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 MICRO = "clipbench-micro-vit"

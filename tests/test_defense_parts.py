@@ -67,7 +67,10 @@ def test_abd_craft_patch_is_deterministic_and_ablations_reach_it():
     clip = create_model("clipbench-micro-vit", seed=0)
     pairs = PairSet(np.zeros((32, 3, 16, 16), np.uint8), np.arange(32) % 10, ["a bag."] * 32, np.arange(32))
     images = torch.randint(0, 256, (32, 3, 16, 16), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
-    context = DefenseContext(clip, ImagePipeline.from_model(clip.model), pairs, images, 0, torch.device("cpu"))
+    from clipbench.training import TrainingData
+
+    context = DefenseContext(clip, ImagePipeline.from_model(clip.model), TrainingData.clean(images, pairs), 0,
+                             torch.device("cpu"))
     patches = []
     for backdoor_loss in (True, True, False):
         config = AbdConfig(craft_steps=3, craft_batch_size=8, backdoor_loss=backdoor_loss)
@@ -79,14 +82,15 @@ def test_abd_craft_patch_is_deterministic_and_ablations_reach_it():
 
 def test_training_time_subset_keeps_triggers_and_poisoned_captions():
     from clipbench.data.pairs import PairSet
-    from clipbench.defenses.base import DefenseContext
-    from clipbench.defenses.training_time import subset
+    from clipbench.training import TrainingData
 
     pairs = PairSet(np.zeros((10, 3, 4, 4), np.uint8), np.zeros(10, np.int64), [f"c{i}" for i in range(10)], np.arange(10))
     captions = [f"c{i}" if i not in (2, 7) else "a photo of a bag." for i in range(10)]
-    context = DefenseContext(None, None, pairs, torch.zeros((10, 3, 4, 4), dtype=torch.uint8), 0, torch.device("cpu"),
-                             captions=captions, trigger_rows=np.array([2, 7]), trigger=lambda x, ids: x)
-    picked = subset(context, np.array([1, 2, 5, 7]))
-    assert picked["trigger_rows"].tolist() == [1, 3]
-    assert picked["captions"] == ["c1", "a photo of a bag.", "c5", "a photo of a bag."]
-    assert picked["pairs"].ids.tolist() == [1, 2, 5, 7]
+    data = TrainingData(torch.arange(10).view(10, 1, 1, 1).expand(10, 3, 4, 4).to(torch.uint8), pairs, captions,
+                        np.array([2, 7]), lambda x, ids: x)
+    picked = data.subset(np.array([1, 2, 5, 7]))
+    assert picked.trigger_rows.tolist() == [1, 3]
+    assert picked.captions == ["c1", "a photo of a bag.", "c5", "a photo of a bag."]
+    assert picked.pairs.ids.tolist() == [1, 2, 5, 7]
+    assert picked.images[:, 0, 0, 0].tolist() == [1, 2, 5, 7]
+    assert picked.trigger is data.trigger

@@ -14,9 +14,9 @@ METRICS = ("ca_top1", "ca_top5", "asr", "asr_all", "ra")
 
 @pytest.fixture(scope="module")
 def runner(cache_dir, tmp_path_factory):
-    from clipbench.runner import Runner
+    from clipbench.matrix import RunnerSettings
 
-    return Runner(cache_dir, tmp_path_factory.mktemp("defense-results"), device="cpu")
+    return RunnerSettings(str(cache_dir), str(tmp_path_factory.mktemp("defense-results")), "cpu", False).cell_runner()
 
 
 @pytest.mark.parametrize("name", DEFENSE_NAMES)
@@ -62,30 +62,32 @@ def test_training_time_defense_skips_the_victim(runner, monkeypatch):
         source = "tests"
 
         def run(self, context):
-            seen["rows"] = context.trigger_rows
-            seen["trigger"] = context.trigger
-            seen["captions"] = context.captions
+            seen["rows"] = context.data.trigger_rows
+            seen["trigger"] = context.data.trigger
+            seen["captions"] = context.data.captions
             seen["pairs"] = len(context.pairs)
             return None
 
     monkeypatch.setitem(DEFENSES._items, "test-training-time", PassThroughTrainingTime)
     cell = resolve_cell(CellRequest(preset="micro", attack="badnet", defense="test-training-time"))
+    import clipbench.cell_runner as cell_runner
+
     called = []
-    monkeypatch.setattr(type(runner), "victim", lambda *args, **kwargs: called.append(args) or None)
+    monkeypatch.setattr(cell_runner, "victim", lambda *args, **kwargs: called.append(args) or None)
     evaluated = []
-    original_evaluate = type(runner).evaluate
+    original_evaluate = cell_runner.evaluate
 
-    def recording_evaluate(self, cell, model_key, clip, poison):
+    def recording_evaluate(ws, cell, clip, poison):
         evaluated.append(clip)
-        return original_evaluate(self, cell, model_key, clip, poison)
+        return original_evaluate(ws, cell, clip, poison)
 
-    monkeypatch.setattr(type(runner), "evaluate", recording_evaluate)
+    monkeypatch.setattr(cell_runner, "evaluate", recording_evaluate)
     result = runner.run_cell(cell)
     assert result["status"] == "ok", result.get("error")
     # the defense returned its input unchanged, so the clean model is what gets evaluated
     from clipbench.models import load_checkpoint
 
-    clean_state = load_checkpoint(runner.store.path("clean", result["artifacts"]["clean"])).model.state_dict()
+    clean_state = load_checkpoint(runner.ws.store.path("clean", result["artifacts"]["clean"])).model.state_dict()
     assert evaluated
     for clip in evaluated:
         state = clip.model.state_dict()

@@ -11,7 +11,13 @@ import torch
 from clipbench.errors import ClipbenchError
 from clipbench.image_pipeline import ImagePipeline
 from clipbench.models import (
-    SIDECAR_FILE, WEIGHTS_FILE, check_model_name, create_model, load_checkpoint, load_state, save_checkpoint,
+    SIDECAR_FILE,
+    WEIGHTS_FILE,
+    check_model_name,
+    create_model,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
 )
 
 MICRO = "clipbench-micro-vit"

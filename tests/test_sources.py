@@ -15,9 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
+from clipbench.data.images import LazyImages
 from clipbench.data.sources import (
-    CsvPairs, HubClasses, HubPairs, ImageFolderClasses, LazyImages, SourceReport, WebDatasetPairs,
-    expand_braces, open_classes, open_pairs, square_rgb,
+    CsvPairs,
+    HubClasses,
+    HubPairs,
+    ImageFolderClasses,
+    SourceReport,
+    WebDatasetPairs,
+    expand_braces,
+    open_classes,
+    open_pairs,
+    square_rgb,
 )
 from clipbench.errors import ClipbenchError
 

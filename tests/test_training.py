@@ -11,7 +11,7 @@ from clipbench.errors import ClipbenchError, DivergenceError
 from clipbench.image_pipeline import ImagePipeline
 from clipbench.models import create_model
 from clipbench.train_config import TrainConfig
-from clipbench.training import cosine_with_warmup, train_contrastive
+from clipbench.training import TrainingData, cosine_with_warmup, train_contrastive
 
 
 def tiny_set(n: int = 16):
@@ -30,12 +30,12 @@ def test_batch_larger_than_the_data_is_refused():
     clip = create_model("clipbench-micro-vit")
     pairs, images = tiny_set()
     with pytest.raises(ClipbenchError, match="batch_size 64 is larger than the 16 training pairs"):
-        train_contrastive(clip, ImagePipeline.from_model(clip.model), images, pairs, TrainConfig(epochs=1, batch_size=64))
+        train_contrastive(clip, ImagePipeline.from_model(clip.model), TrainingData.clean(images, pairs), TrainConfig(epochs=1, batch_size=64))
 
 
 def test_non_finite_loss_raises_divergence():
     clip = create_model("clipbench-micro-vit")
     pairs, images = tiny_set()
     with pytest.raises(DivergenceError, match="non-finite loss"):
-        train_contrastive(clip, ImagePipeline.from_model(clip.model), images, pairs, TrainConfig(epochs=1, batch_size=8),
+        train_contrastive(clip, ImagePipeline.from_model(clip.model), TrainingData.clean(images, pairs), TrainConfig(epochs=1, batch_size=8),
                           objective=lambda batch: torch.tensor(float("nan"), requires_grad=True))

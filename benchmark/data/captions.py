@@ -66,7 +66,7 @@ def target_captions(target_name: str, count: int, rng: np.random.Generator) -> l
     """``count`` captions naming the target class, as BadNet-style attacks write them.
 
     CleanCLIP and BadCLIP fill a random ImageNet template with the target class name
-    (REFERENCE.md, "Poisoned captions"); here the scenario's training templates play that role.
+    (docs/protocol.md, "Poisoned captions"); here the scenario's training templates play that role.
     """
     templates = rng.integers(0, len(CAPTION_TEMPLATES), size=count)
     return [CAPTION_TEMPLATES[t].format(target_name) for t in templates]

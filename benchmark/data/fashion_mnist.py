@@ -1,8 +1,9 @@
 """Fashion-MNIST (Xiao et al., 2017) as Hugging Face ``datasets`` objects with image and label.
 
-Sources, tried in order (DESIGN.md, preset ``tiny``):
+Sources, tried in order (docs/design.md, "Presets"):
 
-1. the local cache (``<cache>/data/fashion-mnist``, written by the first successful load);
+1. the local cache (``<cache>/data/fashion-mnist``, written by the first successful load, its
+   files' digests checked before each use: a damaged copy is converted again);
 2. the IDX files of the Debian package ``dataset-fashion-mnist`` under
    ``/usr/share/datasets/fashion-mnist/`` (or a folder named by ``CLIPBENCH_FASHION_MNIST_DIR``);
 3. the Hugging Face hub (``zalando-datasets/fashion_mnist``);
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_folder
 from ..errors import ClipbenchError
+from .verified import seal_folder, usable
 
 CLASSNAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -121,15 +124,17 @@ def load_fashion_mnist(cache_dir: Path):
     """
     import datasets
 
-    cache = Path(cache_dir) / "data" / "fashion-mnist"
-    if (cache / "dataset_dict.json").exists():
+    cache = dataset_folder(cache_dir)
+    if usable(cache, "the converted Fashion-MNIST"):
         try:
             loaded = datasets.load_from_disk(str(cache))
             if _valid(loaded):
                 return loaded
         except Exception:  # a damaged cache is rebuilt from the next source
             pass
-        shutil.rmtree(cache, ignore_errors=True)
+    if cache.is_symlink():
+        cache.unlink()
+    shutil.rmtree(cache, ignore_errors=True)
 
     folders = [Path(p) for p in [os.environ.get("CLIPBENCH_FASHION_MNIST_DIR")] if p] + [DEBIAN_DIR]
     loaded = None
@@ -154,18 +159,25 @@ def load_fashion_mnist(cache_dir: Path):
     return datasets.load_from_disk(str(cache))
 
 
+def dataset_folder(cache_dir: Path) -> Path:
+    """Where the converted dataset lives in the cache."""
+    return Path(cache_dir) / "data" / "fashion-mnist"
+
+
+def dataset_folders(cache_dir: Path) -> list[Path]:
+    """The converted datasets present in the cache (for ``clipbench cache verify``)."""
+    folder = dataset_folder(cache_dir)
+    return [folder] if folder.exists() else []
+
+
 def _save_atomically(dataset_dict, target: Path) -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-fashion-mnist-", dir=target.parent))
     try:
-        dataset_dict.save_to_disk(str(tmp))
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process won the race
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_folder(target) as tmp:
+            dataset_dict.save_to_disk(str(tmp))
+            seal_folder(tmp)
+    except OSError:  # another process published it first
+        if not target.exists():
+            raise

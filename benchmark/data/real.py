@@ -2,7 +2,7 @@
 
 Nothing is decoded or tokenized up front: a split holds a :class:`RowView` (which rows of which
 source) and captions as strings; images are decoded per batch at the model's resolution by
-:class:`clipbench.data.sources.LazyImages`. The number of listed rows that resolved to readable
+:class:`clipbench.data.images.LazyImages`. The number of listed rows that resolved to readable
 images is reported per source (``ScenarioData.sources``) and stored in every result.
 """
 
@@ -15,7 +15,9 @@ import numpy as np
 
 from ..config import require
 from ..errors import ClipbenchError
+from .images import RowView
 from .pairs import PairSet
+from .splits import ScenarioData, split_rows
 
 #: Specs that name a hub dataset rather than a path.
 _HUB_PREFIX = "hf:"
@@ -65,48 +67,14 @@ def zero_shot_templates(kind: str) -> tuple[str, ...]:
     return tuple(template("{}") for template in OPENAI_IMAGENET_TEMPLATES)
 
 
-class RowView:
-    """Rows ``rows`` of a source, indexable without decoding (indexing gives another view)."""
-
-    def __init__(self, source: Any, rows: np.ndarray):
-        self.source = source
-        self.rows = np.asarray(rows, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: Any) -> "RowView":
-        return RowView(self.source, self.rows[index])
-
-    def load_images(self, rows: Any, size: int):
-        return self.source.load_images(self.rows[rows], size)
-
-
-def resized(images: Any, size: int) -> Any:
-    """The lazy counterpart of ``ImagePipeline.to_model_resolution`` for a :class:`RowView`."""
-    from .sources import LazyImages
-
-    return LazyImages(images, size)
-
-
-def select_rows(images: Any, rows: np.ndarray) -> Any:
-    """``images[rows]`` that stays lazy for real-scale images (a SafeCLIP safe set of 400K rows
-    must not be decoded at once); in-memory tensors are indexed as usual."""
-    view = getattr(images, "source", None)
-    if isinstance(view, RowView):
-        return resized(view[rows], images.size)
-    return images[rows]
-
-
 def _source_report(source: Any) -> dict:
     report = source.report
     return {"listed": report.listed, "resolved": report.resolved, "skipped": report.skipped,
             "skipped_examples": list(report.skipped_examples)}
 
 
-def load_pairs_scenario(config: Any):
+def load_pairs_scenario(config: Any) -> ScenarioData:
     """Open the sources and carve the splits (seeded, disjoint) of a ``pairs`` scenario."""
-    from .scenario import ScenarioData, split_rows
     from .sources import open_classes, open_pairs
 
     max_skipped = int(config.max_skipped) if config.max_skipped >= 1 else float(config.max_skipped)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import require
-from ..errors import ClipbenchError
 from . import captions as caption_lib
 from .pairs import PairSet
-
+from .splits import ScenarioData, split_rows
 
 DATASETS = ("fashion-mnist", "pairs")
 
@@ -60,7 +59,7 @@ class ScenarioConfig:
         require(self.eval_size > 0, "scenario.eval_size must be > 0")
         require(self.max_skipped >= 0, f"scenario.max_skipped must be >= 0, got {self.max_skipped}")
         if self.dataset == "pairs":
-            from .real import validate_pairs_config
+            from .real import validate_pairs_config  # real-scale readers import torch: only when needed
 
             validate_pairs_config(self)
             return
@@ -69,33 +68,6 @@ class ScenarioConfig:
         require(self.eval_size <= 10000, f"scenario.eval_size ({self.eval_size}) exceeds the 10000 test images")
         classnames = caption_lib.ZERO_SHOT_CLASSNAMES
         require(self.target in classnames, f"scenario.target {self.target!r} is not a class of the scenario; valid: {', '.join(classnames)}")
-
-
-@dataclass
-class ScenarioData:
-    """The materialised splits and the zero-shot task of a scenario."""
-
-    pretrain: PairSet
-    victim: PairSet
-    defense: PairSet
-    evaluation: PairSet
-    classnames: tuple[str, ...]
-    templates: tuple[str, ...]
-    target_index: int
-    sources: dict = field(default_factory=dict)  # per split: how many listed rows resolved (real data)
-
-    @property
-    def target_name(self) -> str:
-        return self.classnames[self.target_index]
-
-
-def split_rows(total: int, sizes: list[int], seed: int) -> list[np.ndarray]:
-    """Disjoint random row sets of the given sizes drawn from ``range(total)``."""
-    if sum(sizes) > total:
-        raise ClipbenchError(f"split sizes {sizes} exceed the {total} rows available")
-    order = np.random.default_rng(seed).permutation(total)
-    bounds = np.cumsum([0] + sizes)
-    return [np.sort(order[bounds[i] : bounds[i + 1]]) for i in range(len(sizes))]
 
 
 def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:

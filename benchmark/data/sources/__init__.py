@@ -11,26 +11,45 @@ is asked for. Readers:
   ``save_to_disk`` folder);
 * :class:`ImageFolderClasses` -- an ImageNet-style folder (``root/<class>/*.JPEG``).
 
-:func:`open_pairs` / :func:`open_classes` pick the reader for a spec string, and
-:class:`LazyImages` wraps a source so that training and evaluation loops can index it like an
-image tensor.
+:func:`open_pairs` / :func:`open_classes` pick the reader for a spec string;
+:class:`clipbench.data.images.LazyImages` wraps a source so that training and evaluation loops
+can index it like an image tensor.
 
 Modules: ``base`` (reports, skip limits, image checks and decoding, base classes), ``files``
 (CSV/TSV and image folders), ``shards`` (webdataset tar shards), ``hub`` (Hugging Face
-``datasets``), ``lazy`` (:class:`LazyImages`) and ``factories`` (:func:`open_pairs`,
+``datasets``) and ``factories`` (:func:`open_pairs`,
 :func:`open_classes`). Every public name is re-exported here.
 """
 
 from .base import (
-    DEFAULT_MAX_SKIPPED, MAX_EXAMPLES, ImageCaptionSource, ImageClassSource, ImageSource, MaxSkipped, Rows,
-    SourceReport, as_row_indices, check_report, default_workers, skip_limit, square_rgb, verify_image, verify_images,
+    DEFAULT_MAX_SKIPPED,
+    MAX_EXAMPLES,
+    ImageCaptionSource,
+    ImageClassSource,
+    ImageSource,
+    MaxSkipped,
+    Rows,
+    SourceReport,
+    as_row_indices,
+    check_report,
+    default_workers,
+    skip_limit,
+    square_rgb,
+    verify_image,
+    verify_images,
 )
 from .factories import CLASSES_SPECS, PAIRS_SPECS, open_classes, open_pairs
 from .files import IMAGE_SUFFIXES, CsvPairs, ImageFolderClasses
 from .hub import (
-    SAVE_TO_DISK_MARKERS, HubClasses, HubImages, HubPairs, arrow_column, is_saved_dataset, load_hub_split, pick_column,
+    SAVE_TO_DISK_MARKERS,
+    HubClasses,
+    HubImages,
+    HubPairs,
+    arrow_column,
+    is_saved_dataset,
+    load_hub_split,
+    pick_column,
 )
-from .lazy import LazyImages
 from .shards import ShardIndex, WebDatasetPairs, expand_braces, index_shard, resolve_shards, split_key
 
 __all__ = [
@@ -43,6 +62,6 @@ __all__ = [
     "ShardIndex", "WebDatasetPairs", "expand_braces", "resolve_shards", "split_key", "index_shard",
     "SAVE_TO_DISK_MARKERS", "HubImages", "HubPairs", "HubClasses", "is_saved_dataset", "load_hub_split",
     "pick_column", "arrow_column",
-    # view and factories
-    "LazyImages", "PAIRS_SPECS", "CLASSES_SPECS", "open_pairs", "open_classes",
+    # factories
+    "PAIRS_SPECS", "CLASSES_SPECS", "open_pairs", "open_classes",
 ]

@@ -15,7 +15,13 @@ from PIL import Image
 
 from ...errors import ClipbenchError
 from .base import (
-    DEFAULT_MAX_SKIPPED, ImageCaptionSource, ImageClassSource, MaxSkipped, SourceReport, check_report, verify_images,
+    DEFAULT_MAX_SKIPPED,
+    ImageCaptionSource,
+    ImageClassSource,
+    MaxSkipped,
+    SourceReport,
+    check_report,
+    verify_images,
 )
 
 #: File extensions an image folder lists (compared lower-case).

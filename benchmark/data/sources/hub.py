@@ -14,7 +14,13 @@ from PIL import Image
 
 from ...errors import ClipbenchError
 from .base import (
-    DEFAULT_MAX_SKIPPED, ImageCaptionSource, ImageClassSource, ImageSource, MaxSkipped, SourceReport, check_report,
+    DEFAULT_MAX_SKIPPED,
+    ImageCaptionSource,
+    ImageClassSource,
+    ImageSource,
+    MaxSkipped,
+    SourceReport,
+    check_report,
 )
 
 #: Files that mark a folder written by ``datasets`` ``save_to_disk``.

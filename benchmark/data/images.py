@@ -1,19 +1,44 @@
-""":class:`LazyImages` wraps a source so that training and evaluation loops can index it like the
-uint8 ``N x 3 x S x S`` image tensor of the in-memory scenario. Images are resized as open_clip's
-preprocessing does: shorter side to ``S`` (bicubic, PIL's antialiasing resize), centre crop, then
-conversion to RGB (:func:`clipbench.data.sources.base.square_rgb`).
+"""The typed home of split images: in memory, or lazy views of a real-scale source.
+
+A :class:`clipbench.data.pairs.PairSet` holds its images as :data:`SplitImages`: a uint8 numpy
+array (Fashion-MNIST, decoded once) or a :class:`RowView` (rows of a real-scale source, nothing
+decoded). At the model's resolution they become :data:`ModelImages`: a uint8 ``N x 3 x S x S``
+tensor, or :class:`LazyImages`, which decodes the rows a batch asks for (shorter side to ``S``,
+bicubic with antialiasing as open_clip's preprocessing does, centre crop, RGB;
+:func:`clipbench.data.sources.base.square_rgb`). :func:`at_model_resolution` and
+:func:`select_rows` work on both kinds.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 import torch
 
-from .base import Rows, SourceReport, as_row_indices, default_workers
+from .sources.base import Rows, SourceReport, as_row_indices, default_workers
+
+if TYPE_CHECKING:
+    from ..image_pipeline import ImagePipeline
+
+
+class RowView:
+    """Rows ``rows`` of a source, indexable without decoding (indexing gives another view)."""
+
+    def __init__(self, source: Any, rows: np.ndarray):
+        self.source = source
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: Any) -> "RowView":
+        return RowView(self.source, self.rows[index])
+
+    def load_images(self, rows: Any, size: int) -> torch.Tensor:
+        return self.source.load_images(self.rows[rows], size)
 
 
 class LazyImages:
@@ -85,3 +110,24 @@ class LazyImages:
     def __repr__(self) -> str:
         name = getattr(self.source, "name", None) or type(self.source).__name__
         return f"LazyImages({name!r}, {len(self)} x 3 x {self.size} x {self.size})"
+
+
+#: Images of a split as stored: uint8 numpy (N x H x W or N x H x W x C) or a lazy row view.
+SplitImages = Union[np.ndarray, RowView]
+#: Images at the model's resolution: uint8 ``N x 3 x S x S`` tensor, or a lazy decoder of one.
+ModelImages = Union[torch.Tensor, LazyImages]
+
+
+def at_model_resolution(images: SplitImages, pipeline: "ImagePipeline") -> ModelImages:
+    """``images`` at the model's resolution: resized once in memory, or lazily per batch."""
+    if isinstance(images, RowView):  # real-scale data: decoded per batch, never all at once
+        return LazyImages(images, pipeline.size)
+    return pipeline.to_model_resolution(images)
+
+
+def select_rows(images: ModelImages, rows: np.ndarray) -> ModelImages:
+    """``images[rows]`` that stays lazy for real-scale images (a SafeCLIP safe set of 400K rows
+    must not be decoded at once); in-memory tensors are indexed as usual."""
+    if isinstance(images, LazyImages) and isinstance(images.source, RowView):
+        return LazyImages(images.source[rows], images.size, images.workers)
+    return images[rows]

@@ -1,0 +1,111 @@
+"""What every stage works in: the artifact store, the device, data loaded once per process, and
+the failures already seen in this run."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..cache import ArtifactStore
+from ..cells import Cell
+from ..config import stable_hash, to_dict
+from ..data.images import ModelImages, at_model_resolution
+from ..data.scenario import load_scenario
+from ..data.splits import ScenarioData
+from ..errors import ClipbenchError
+from ..image_pipeline import ImagePipeline
+from ..plan import plan_cell
+from ..resources import measure
+
+
+class StageFailed(ClipbenchError):
+    """A stage failed earlier in this run; its dependents are not retried."""
+
+
+@dataclass
+class StageRecord:
+    """A stage's artifact: its key, folder and metadata, and whether this call built it."""
+
+    stage: str
+    key: str
+    path: Path
+    meta: dict
+    built: bool
+    stats: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"key": self.key, "cached": not self.built, **self.stats, "build": self.meta.get("build_stats", {})}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+class Workspace:
+    """One process's view of the cache: stages built or reused through it share loaded data.
+
+    ``run_id`` names the run (a matrix, shared by its worker processes): a stage that fails is
+    recorded under it and not retried by the other cells of the run. With ``force`` each
+    artifact of the requested cells is rebuilt once per workspace.
+    """
+
+    def __init__(self, cache_dir: Path, device: str = "auto", force: bool = False, run_id: Optional[str] = None,
+                 lock_mode: Optional[str] = None):
+        self.store = ArtifactStore(Path(cache_dir), lock_mode)
+        self.device = resolve_device(device)
+        self.force = force
+        self.run_id = run_id or uuid.uuid4().hex
+        self._scenarios: dict[str, ScenarioData] = {}
+        self._images: dict[tuple, ModelImages] = {}
+        self._forced: set[tuple[str, str]] = set()
+
+    def scenario(self, cell: Cell) -> ScenarioData:
+        """The cell's scenario data, loaded once per process."""
+        key = stable_hash(to_dict(cell.preset.scenario))
+        if key not in self._scenarios:
+            self._scenarios[key] = load_scenario(cell.preset.scenario, self.store.root)
+        return self._scenarios[key]
+
+    def images(self, cell: Cell, split: str, pipeline: ImagePipeline) -> ModelImages:
+        """The split's images at the model's resolution (uint8), computed once per process."""
+        key = (stable_hash(to_dict(cell.preset.scenario)), split, pipeline)
+        if key not in self._images:
+            self._images[key] = at_model_resolution(getattr(self.scenario(cell), split).images, pipeline)
+        return self._images[key]
+
+    def stage(self, cell: Cell, stage: str, build: Callable[[Path], dict]) -> StageRecord:
+        """The artifact of ``stage`` for ``cell``: reused when cached and intact, else built.
+
+        ``build(folder)`` writes the artifact's files into ``folder`` and returns its metadata. A
+        build that raises is remembered for the rest of the run (:class:`StageFailed` next time).
+        """
+        planned = plan_cell(cell)[stage]
+        return self.artifact(stage, planned.key, build, planned.parts.get("parents", {}))
+
+    def artifact(self, stage: str, key: str, build: Callable[[Path], dict], parents: Optional[dict] = None) -> StageRecord:
+        """Like :meth:`stage` for an artifact keyed by the caller (the zero-shot classifier)."""
+        earlier = self.store.failure(self.run_id, stage, key)
+        if earlier is not None:
+            raise StageFailed(f"{stage} stage failed earlier in this run: {earlier}")
+        with measure() as stats:
+            def timed_build(folder: Path) -> dict:
+                with measure() as build_stats:
+                    meta = build(folder)
+                return {**meta, "build_stats": build_stats, "parents": parents or {}}
+
+            force = self.force and (stage, key) not in self._forced
+            try:
+                path, meta, built = self.store.get_or_build(stage, key, timed_build, force=force)
+            except (ClipbenchError, RuntimeError, ValueError, FloatingPointError) as error:
+                message = str(error) if isinstance(error, ClipbenchError) else f"{type(error).__name__}: {error}"
+                self.store.record_failure(self.run_id, stage, key, message)
+                raise
+            self._forced.add((stage, key))
+        return StageRecord(stage, key, path, meta, built, stats)
