@@ -23,7 +23,8 @@ def _cache_root(cache_dir: Path | None) -> Path:
     return root
 
 
-_cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
+_cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                             help="artifact cache [default: ~/.cache/clipbench]")
 
 
 @cache_group.command("ls")

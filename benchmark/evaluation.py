@@ -57,5 +57,6 @@ def evaluate_backdoor(
     if trigger is None:
         triggered = clean
     else:
-        triggered = image_logits(clip, pipeline, images, ids, classifier, trigger, precision=precision, device=device, description="evaluate triggered")
+        triggered = image_logits(clip, pipeline, images, ids, classifier, trigger, precision=precision, device=device,
+                                 description="evaluate triggered")
     return backdoor_metrics(clean, triggered, evaluation.labels, target)

@@ -21,7 +21,8 @@ DEFINITIONS = {
     "ca_top1": "zero-shot top-1 accuracy on clean evaluation images (all classes)",
     "ca_top5": "zero-shot top-5 accuracy on clean evaluation images (all classes)",
     "asr": "fraction of triggered evaluation images whose true class is not the target that are classified as the target",
-    "asr_all": "fraction of all triggered evaluation images (target-class images included) classified as the target (ABD/BadCLIP convention)",
+    "asr_all": "fraction of all triggered evaluation images (target-class images included) classified as the target "
+               "(ABD/BadCLIP convention)",
     "ra": "robust accuracy: fraction of triggered evaluation images whose true class is not the target classified as their true class",
 }
 

@@ -20,7 +20,8 @@ def cell_table(results: list[dict]) -> str:
         wall = sum(stage.get("wall_s", 0.0) for stage in result.get("stages", {}).values())
         rows.append((
             cell["attack"], cell["defense"], cell["seed"], _pct(metrics.get("ca_top1")), _pct(metrics.get("asr")),
-            _pct(metrics.get("asr_all")), _pct(metrics.get("ra")), result["status"] + (f": {result['error']}" if result.get("error") else ""),
+            _pct(metrics.get("asr_all")), _pct(metrics.get("ra")),
+            result["status"] + (f": {result['error']}" if result.get("error") else ""),
             f"{wall:.0f}",
         ))
     headers = ("attack", "defense", "seed", "CA top-1 %", "ASR %", "ASR-all %", "RA %", "status", "wall s")

@@ -67,7 +67,8 @@ class ScenarioConfig:
         require(total <= 60000, f"scenario: pretrain + victim + defense sizes ({total}) exceed the 60000 training images")
         require(self.eval_size <= 10000, f"scenario.eval_size ({self.eval_size}) exceeds the 10000 test images")
         classnames = caption_lib.ZERO_SHOT_CLASSNAMES
-        require(self.target in classnames, f"scenario.target {self.target!r} is not a class of the scenario; valid: {', '.join(classnames)}")
+        require(self.target in classnames,
+                f"scenario.target {self.target!r} is not a class of the scenario; valid: {', '.join(classnames)}")
 
 
 def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:

@@ -53,7 +53,8 @@ def load_hub_split(name: str, split: str):
         return datasets.load_dataset(name, split=split)
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ClipbenchError(f"cannot load {name!r} split {split!r} from the Hugging Face hub: {type(error).__name__}: {first_line}") from None
+        raise ClipbenchError(f"cannot load {name!r} split {split!r} from the Hugging Face hub: "
+                             f"{type(error).__name__}: {first_line}") from None
 
 
 def pick_column(dataset, name: str, key: Optional[str], defaults: Sequence[str], role: str) -> str:
@@ -62,7 +63,8 @@ def pick_column(dataset, name: str, key: Optional[str], defaults: Sequence[str],
     wanted = [key] if key is not None else list(defaults)
     found = next((c for c in wanted if c in columns), None)
     if found is None:
-        raise ClipbenchError(f"{name}: no {role} column {' or '.join(repr(c) for c in wanted)}; columns: {', '.join(repr(c) for c in columns)}")
+        raise ClipbenchError(f"{name}: no {role} column {' or '.join(repr(c) for c in wanted)}; "
+                             f"columns: {', '.join(repr(c) for c in columns)}")
     return found
 
 

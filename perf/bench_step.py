@@ -4,7 +4,7 @@ One step is: image and text forward, CLIP loss, backward, AdamW update, on rando
 architecture's resolution (batch 128, context 16). Run it on a quiet machine; it reports the mean
 of ``--steps`` steps after ``--warmup`` steps.
 
-    python benchmarks/bench_step.py --model clipbench-tiny-vit --patch-sizes 4,8
+    python perf/bench_step.py --model clipbench-tiny-vit --patch-sizes 4,8
 """
 
 from __future__ import annotations

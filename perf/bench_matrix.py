@@ -6,7 +6,7 @@ the clean model's pretraining included). The plan (cells, artifacts, trainings) 
 RSS is reported. The result files stay in ``--results-dir`` and the cache stays in
 ``--cache-dir``, so the run doubles as seed 0 of a leaderboard.
 
-    python benchmarks/bench_matrix.py --cache-dir ~/.cache/clipbench-cold --results-dir results/tiny \\
+    python perf/bench_matrix.py --cache-dir ~/.cache/clipbench-cold --results-dir results/tiny \\
         --out results/benchmarks/matrix_tiny_cold.json
 """
 

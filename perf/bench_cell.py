@@ -4,7 +4,7 @@ Cold: an empty cache (Fashion-MNIST conversion and pretraining of the clean mode
 Warm: the same cache, a fresh results folder, so every stage is reused and only evaluation runs.
 Each run is a separate ``clipbench`` process; peak memory is that process's maximum RSS.
 
-    python benchmarks/bench_cell.py --attack badnet --defense finetune --out results/benchmarks/cell.json
+    python perf/bench_cell.py --attack badnet --defense finetune --out results/benchmarks/cell.json
 """
 
 from __future__ import annotations
