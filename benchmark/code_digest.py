@@ -79,10 +79,19 @@ def module_closure(module_name: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def method_digest(cls: type) -> str:
-    """sha256 over the sources of ``cls``'s module closure (see the module docstring)."""
-    digest = hashlib.sha256()
-    for name in module_closure(cls.__module__):
-        path = _source_path(name)
-        digest.update(name.encode() + b"\0" + (path.read_bytes() if path else b"") + b"\0")
-    return digest.hexdigest()[:16]
+    """sha256 over the sources of ``cls``'s module closure (see the module docstring).
+
+    Memoised per process by the files' (path, size, mtime), since every stage of every cell asks
+    for it; an edited file has a new mtime, so an edit is still seen."""
+    paths = [(name, _source_path(name)) for name in module_closure(cls.__module__)]
+    stamp = tuple((name, str(path), path.stat().st_size, path.stat().st_mtime_ns) if path else (name,) for name, path in paths)
+    if stamp not in _DIGESTS:
+        digest = hashlib.sha256()
+        for name, path in paths:
+            digest.update(name.encode() + b"\0" + (path.read_bytes() if path else b"") + b"\0")
+        _DIGESTS[stamp] = digest.hexdigest()[:16]
+    return _DIGESTS[stamp]
