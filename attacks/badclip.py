@@ -16,8 +16,9 @@ embedding space, with the dual-embedding objective, each term weighted by a conf
 - ``away_weight``: ``cos`` between the patched image and the same image without the patch (away
   from the clean image's own embedding).
 
-Poisoned captions are natural captions mentioning the target (training templates filled with
-synonyms of the target class). Defaults follow docs/protocol.md (a 16 px patch at 224 px at the image
+Poisoned captions are natural captions naming the target: captions of the victim's training data
+that name it, as BadCLIP's code draws them (on Fashion-MNIST, whose captions are generated, the
+training templates filled with synonyms of the target class). Defaults follow docs/protocol.md (a 16 px patch at 224 px at the image
 centre, Adam, 50 epochs on up to 10K images); the learning rate (0.01 on the patch in [0, 1]
 space, parametrised through a sigmoid) and batch size (128) are choices where the paper is silent.
 The optimised patch is quantised to uint8 once and stored losslessly (safetensors), so poisoning
@@ -92,12 +93,11 @@ class BadClip(SquarePatch, Attack):
     def visible_trigger(self):
         return self.state.get("pattern")
 
-    def poisoned_captions(self, target_name, count, rng):
-        """Natural captions mentioning the target: training templates with the target's synonyms."""
-        words = next((v for v in caption_lib.SYNONYMS.values() if v[0] == target_name), (target_name,))
-        templates = rng.integers(0, len(caption_lib.CAPTION_TEMPLATES), size=count)
-        picks = rng.integers(0, len(words), size=count)
-        return [caption_lib.CAPTION_TEMPLATES[t].format(words[w]) for t, w in zip(templates, picks)]
+    def poisoned_captions(self, language, count, rng):
+        """Natural captions naming the target: captions of the training data that name it
+        (BadCLIP's code), or on template-captioned data (Fashion-MNIST) the scenario's templates
+        filled with the target's synonyms; see :meth:`clipbench.data.captions.PoisonCaptions.natural`."""
+        return language.natural(count, rng)
 
 
 def _labelled(context) -> bool:
@@ -134,6 +134,11 @@ def optimise_patch(attack: BadClip, clean, context, start):
         param.requires_grad_(False)
     rng = np.random.default_rng(attack.seed)
     is_target = _target_rows(context)
+    if not is_target.any():
+        from clipbench.errors import ClipbenchError
+
+        raise ClipbenchError(f"badclip: no image of the victim split shows the target {context.target_name!r} "
+                             "(by label, or by a caption naming it); its natural target images need some")
     others = rng.permutation(np.nonzero(~is_target)[0])[: config.max_images]
     targets = np.nonzero(is_target)[0][: config.max_images]
     images = context.images

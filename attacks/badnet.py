@@ -142,5 +142,5 @@ class LabelConsistentBadNet(BadNet):
     description = "BadNet patch on target-class images only; their own captions are kept"
     source = "Turner et al. 2019 (arXiv 1912.02771); CleanCLIP code's label-consistent option"
 
-    def poison(self, pairs, count, target_index, target_name, rng, label_consistent=True):
-        return super().poison(pairs, count, target_index, target_name, rng, label_consistent=True)
+    def poison(self, pairs, count, target_index, language, rng, label_consistent=True):
+        return super().poison(pairs, count, target_index, language, rng, label_consistent=True)

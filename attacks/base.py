@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 import numpy as np
 
 from clipbench.config import require
-from clipbench.data import captions as caption_lib
 
 if TYPE_CHECKING:
     import torch
 
+    from clipbench.data.captions import PoisonCaptions
     from clipbench.data.pairs import PairSet
     from clipbench.image_pipeline import ImagePipeline
     from clipbench.models import ClipModel
@@ -137,9 +137,10 @@ class Attack:
         """The trigger pattern itself as a uint8 image ``3 x h x w``, when it has one."""
         return None
 
-    def poison(self, pairs: "PairSet", count: int, target_index: int, target_name: str, rng: np.random.Generator,
+    def poison(self, pairs: "PairSet", count: int, target_index: int, language: "PoisonCaptions", rng: np.random.Generator,
                label_consistent: bool = False) -> PoisonManifest:
-        """Pick ``count`` rows (seeded) and give them captions naming the target.
+        """Pick ``count`` rows (seeded) and give them captions naming the target, worded in the
+        scenario's ``language`` (its templates, the target's name and synonyms).
 
         CleanCLIP and BadCLIP poison uniformly drawn rows and caption them with a template filled
         with the target class name (docs/protocol.md, "Poisoned captions"). ``label_consistent``
@@ -154,9 +155,9 @@ class Attack:
             rows = np.sort(rng.choice(candidates, size=count, replace=False))
             return PoisonManifest(rows, [pairs.captions[int(r)] for r in rows])
         rows = np.sort(rng.choice(len(pairs), size=count, replace=False))
-        return PoisonManifest(rows, self.poisoned_captions(target_name, count, rng))
+        return PoisonManifest(rows, self.poisoned_captions(language, count, rng))
 
-    def poisoned_captions(self, target_name: str, count: int, rng: np.random.Generator) -> list[str]:
-        """Captions of poisoned rows: a training template filled with the target's class name."""
-        return caption_lib.target_captions(target_name, count, rng)
+    def poisoned_captions(self, language: "PoisonCaptions", count: int, rng: np.random.Generator) -> list[str]:
+        """Captions of poisoned rows: a random template of the scenario filled with the target's class name."""
+        return language.named(None, count, rng)
 

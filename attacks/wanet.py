@@ -81,8 +81,8 @@ class WaNet(Attack):
         grid = (self.state["grid"].to(images.device)[None] + noise).clamp(-1, 1)
         return self._warp(images, grid)
 
-    def poison(self, pairs, count, target_index, target_name, rng, label_consistent=False):
-        manifest = super().poison(pairs, count, target_index, target_name, rng, label_consistent)
+    def poison(self, pairs, count, target_index, language, rng, label_consistent=False):
+        manifest = super().poison(pairs, count, target_index, language, rng, label_consistent)
         cross = int(round(self.config.cross_ratio * count))
         if cross:
             free = np.setdiff1d(np.arange(len(pairs)), manifest.rows)

@@ -85,6 +85,8 @@ _MATRIX_OPTIONS = (
     click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job"),
     click.option("--lock", "lock_mode", type=click.Choice(["flock", "soft"]), default=None,
                  help="cache locks: flock (local disks) or soft (leases, for caches on NFS/Lustre) [default: $CLIPBENCH_LOCK or flock]"),
+    click.option("--save-every", default="10min", show_default=True,
+                 help="how often a training stage saves its resume state: a step count (500) or a time (10min, 30s); 0: never"),
 )
 
 
@@ -101,7 +103,7 @@ def matrix_options(func):
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
 @matrix_options
 def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
-                dry_run, workers, executor, slurm_partition, timeout_min, lock_mode) -> None:
+                dry_run, workers, executor, slurm_partition, timeout_min, lock_mode, save_every) -> None:
     """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
@@ -115,7 +117,7 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         for d in DEFENSES.resolve_list(defenses)
     ]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min, lock_mode)
+                         timeout_min, lock_mode, save_every)
     if results is None:
         return
     from .summary import cell_table
@@ -127,7 +129,7 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
 
 
 def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-               timeout_min, lock_mode) -> list[dict] | None:
+               timeout_min, lock_mode, save_every) -> list[dict] | None:
     """Plan resolved cells, print the plan (and stop there with ``dry_run``), else run them."""
     from tabulate import tabulate
 
@@ -135,6 +137,9 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     from .matrix import RunnerSettings, plan_matrix, run_matrix
 
     check_device(device)
+    from .resume import parse_every
+
+    parse_every(save_every)
     cache = ensure_writable(cache_dir or default_cache_dir(), "cache directory")
     plan = plan_matrix(cells, cache)
     summary = plan.summary(len(cells))
@@ -146,7 +151,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     click.echo(summary, err=True)
     from tqdm.auto import tqdm
 
-    settings = RunnerSettings(str(cache), str(results_dir), device, force, lock_mode=lock_mode)
+    settings = RunnerSettings(str(cache), str(results_dir), device, force, lock_mode=lock_mode, save_every=save_every)
     options = {"timeout_min": timeout_min}
     if slurm_partition:
         options["slurm_partition"] = slurm_partition
@@ -166,7 +171,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
               help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
 @matrix_options
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
-                      workers, executor, slurm_partition, timeout_min, lock_mode) -> None:
+                      workers, executor, slurm_partition, timeout_min, lock_mode, save_every) -> None:
     """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
     from .cells import resolve_cell
     from .config import parse_set_options
@@ -177,7 +182,7 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
     requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
     cells = [resolve_cell(request) for request in requests]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min, lock_mode)
+                         timeout_min, lock_mode, save_every)
     if results is None:
         return
     from tabulate import tabulate
@@ -221,10 +226,11 @@ def report_command(results_dir: Path, out: Path | None) -> None:
 
 from .cli_cache import cache_group  # noqa: E402  (command groups of their own modules)
 from .cli_checkpoint import checkpoint_group  # noqa: E402
+from .cli_data import data_group  # noqa: E402
 from .cli_new import new_group  # noqa: E402
 from .cli_show import show_group  # noqa: E402
 
-for _group in (cache_group, checkpoint_group, new_group, show_group):
+for _group in (cache_group, checkpoint_group, data_group, new_group, show_group):
     cli.add_command(_group)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data.feed import feed
+from .data.images import ModelImages
 from .data.pairs import PairSet
 from .image_pipeline import ImagePipeline, TriggerFn
 from .metrics import Proportion, backdoor_metrics
@@ -31,32 +33,31 @@ def zero_shot_classifier(
 
 @torch.no_grad()
 def image_logits(
-    clip: ClipModel, pipeline: ImagePipeline, images: torch.Tensor, ids: torch.Tensor, classifier: torch.Tensor,
-    trigger: Optional[TriggerFn] = None, batch_size: int = 512, precision: str = "auto",
+    clip: ClipModel, pipeline: ImagePipeline, images: ModelImages, ids: torch.Tensor, classifier: torch.Tensor,
+    triggers: Sequence[Optional[TriggerFn]] = (None,), batch_size: int = 512, precision: str = "auto",
     device: torch.device = torch.device("cpu"), description: str = "evaluate",
-) -> np.ndarray:
-    """Logits ``N x C`` of (optionally triggered) uint8 images against the zero-shot classifier."""
+) -> list[np.ndarray]:
+    """Logits ``N x C`` against the zero-shot classifier, one array per entry of ``triggers``
+    (``None``: the clean images). Each batch is decoded once (ahead, by worker processes, for
+    real-scale data; :func:`clipbench.data.feed.feed`) and scored clean and under every trigger."""
     clip.model.eval()
-    out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=description, unit="batch", leave=False):
-        batch = images[start : start + batch_size]
-        pixel = pipeline.model_input(batch, ids[start : start + batch_size], trigger).to(device)
-        with autocast(precision, device):
-            features = clip.model.encode_image(pixel, normalize=True).float()
-        out.append((100.0 * features @ classifier).cpu())
-    return torch.cat(out).numpy()
+    batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
+    out: list[list[torch.Tensor]] = [[] for _ in triggers]
+    for rows, batch in tqdm(feed(images, batches, device=device), total=len(batches), desc=description, unit="batch", leave=False):
+        for scores, trigger in zip(out, triggers):
+            pixel = pipeline.model_input(batch, ids[rows], trigger).to(device, non_blocking=True)
+            with autocast(precision, device):
+                features = clip.model.encode_image(pixel, normalize=True).float()
+            scores.append((100.0 * features @ classifier).cpu())
+    return [torch.cat(scores).numpy() for scores in out]
 
 
 def evaluate_backdoor(
-    clip: ClipModel, pipeline: ImagePipeline, evaluation: PairSet, images: torch.Tensor, classifier: torch.Tensor,
+    clip: ClipModel, pipeline: ImagePipeline, evaluation: PairSet, images: ModelImages, classifier: torch.Tensor,
     target: int, trigger: Optional[TriggerFn], precision: str = "auto", device: torch.device = torch.device("cpu"),
 ) -> dict[str, Proportion]:
     """CA on clean images and ASR/ASR-all/RA on triggered ones (see :mod:`clipbench.metrics`)."""
     ids = torch.as_tensor(evaluation.ids)
-    clean = image_logits(clip, pipeline, images, ids, classifier, None, precision=precision, device=device, description="evaluate clean")
-    if trigger is None:
-        triggered = clean
-    else:
-        triggered = image_logits(clip, pipeline, images, ids, classifier, trigger, precision=precision, device=device,
-                                 description="evaluate triggered")
-    return backdoor_metrics(clean, triggered, evaluation.labels, target)
+    triggers = (None,) if trigger is None else (None, trigger)
+    logits = image_logits(clip, pipeline, images, ids, classifier, triggers, precision=precision, device=device)
+    return backdoor_metrics(logits[0], logits[-1], evaluation.labels, target)

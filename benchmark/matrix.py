@@ -76,7 +76,8 @@ class RunnerSettings:
     """What a worker needs to build its own :class:`~clipbench.cell_runner.CellRunner`.
 
     ``run_id`` is shared by every process of one matrix, so a stage that fails in one is not
-    retried by the others; ``lock_mode`` is the cache's lock mode (``flock`` or ``soft``).
+    retried by the others; ``lock_mode`` is the cache's lock mode (``flock`` or ``soft``);
+    ``save_every`` how often training stages save their resume state.
     """
 
     cache_dir: str
@@ -86,13 +87,14 @@ class RunnerSettings:
     threads: Optional[int] = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     lock_mode: Optional[str] = None
+    save_every: str = "10min"
 
     def cell_runner(self):
         from .cell_runner import CellRunner
         from .stages import Workspace
 
         workspace = Workspace(Path(self.cache_dir), device=self.device, force=self.force, run_id=self.run_id,
-                              lock_mode=self.lock_mode)
+                              lock_mode=self.lock_mode, save_every=self.save_every)
         return CellRunner(workspace, Path(self.results_dir))
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data.feed import FeedClock, feed
 from .data.images import ModelImages, select_rows
 from .data.pairs import PairSet
 from .errors import ClipbenchError, DivergenceError
@@ -138,6 +139,61 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     )
 
 
+class TriggerRows:
+    """The batch transform of a training run: ``trigger`` on the batch's rows listed in
+    ``trigger_rows`` (:func:`apply_trigger_rows`), wherever the batch is decoded."""
+
+    def __init__(self, size: int, trigger_rows: np.ndarray, trigger: Optional[TriggerFn], ids: torch.Tensor):
+        self.mask = np.zeros(size, dtype=bool)
+        self.mask[trigger_rows] = True
+        self.trigger, self.ids = trigger, ids
+
+    def __call__(self, images: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        return apply_trigger_rows(images, self.mask[rows], self.trigger, self.ids[rows])
+
+
+@dataclass
+class _Progress:
+    """Where a training run stands: the step, the current epoch's row order, and the losses."""
+
+    step: int = 0
+    order: Optional[np.ndarray] = None
+    losses: list = field(default_factory=list)
+
+
+def _snapshot(model, optimizer, scheduler, generator, progress: _Progress, streams: dict, complete: bool) -> dict:
+    from .resume import capture, global_rng_state
+
+    state = {"model": model.state_dict(), "step": progress.step, "losses": list(progress.losses), "complete": complete,
+             "generator": generator.bit_generator.state, "rng": global_rng_state(),
+             "streams": {name: capture(stream) for name, stream in streams.items()}}
+    if not complete:
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                     order=torch.as_tensor(progress.order if progress.order is not None else np.zeros(0, dtype=np.int64)))
+    return state
+
+
+def _restore(state: dict, model, optimizer, scheduler, generator, streams: dict) -> _Progress:
+    from .resume import restore, set_global_rng_state
+
+    model.load_state_dict(state["model"])
+    generator.bit_generator.state = state["generator"]
+    set_global_rng_state(state["rng"])
+    for name, stream in streams.items():
+        if name in state["streams"]:
+            restore(stream, state["streams"][name])
+    if state["complete"]:
+        return _Progress(state["step"], None, list(state["losses"]))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return _Progress(state["step"], state["order"].numpy(), list(state["losses"]))
+
+
+def _stats(losses: list, clock: FeedClock) -> dict:
+    return {"steps": len(losses), "first_loss": losses[0] if losses else None,
+            "final_loss": float(np.mean(losses[-20:])) if losses else None, "feed": clock.summary()}
+
+
 def train_contrastive(
     clip: ClipModel,
     pipeline: ImagePipeline,
@@ -147,46 +203,58 @@ def train_contrastive(
     on_epoch_start: Optional[Callable[[int], None]] = None,
     description: str = "train",
     device: torch.device = torch.device("cpu"),
+    streams: Optional[dict[str, Any]] = None,
 ) -> dict:
     """Train ``clip`` in place on ``data`` with ``objective``.
 
-    Each drawn batch gets the trigger on its rows in ``data.trigger_rows``
-    (:func:`apply_trigger_rows`). A non-finite loss raises :class:`DivergenceError`. Returns loss
-    statistics.
+    Batches come from :func:`clipbench.data.feed.feed` (decoded ahead by worker processes for
+    real-scale data), each with the trigger on its rows in ``data.trigger_rows``
+    (:class:`TriggerRows`). Inside a stage build the run is resumable (:mod:`clipbench.resume`):
+    ``streams`` are the RNG streams the objective draws from, saved and restored with the model.
+    A non-finite loss raises :class:`DivergenceError`. Returns loss and data-feed statistics.
     """
+    from .resume import current_slot
+
     config.validate()
     model = clip.model.to(device)
     model.train()
-    images, pairs, captions = data.images, data.pairs, data.captions
-    n = len(pairs)
+    captions, n = data.captions, len(data.pairs)
     steps_per_epoch = n // config.batch_size
     total = steps_per_epoch * config.epochs
     if config.epochs > 0 and steps_per_epoch == 0:
         raise ClipbenchError(f"{description}: batch_size {config.batch_size} is larger than the {n} training pairs")
+    clock = FeedClock()
     if total == 0:
         return {"steps": 0, "final_loss": None}
+    streams = dict(streams or {})
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total, config.warmup_steps))
-    poisoned_mask = np.zeros(n, dtype=bool)
-    poisoned_mask[data.trigger_rows] = True
-    ids = torch.as_tensor(pairs.ids)
+    ids = torch.as_tensor(data.pairs.ids)
+    transform = TriggerRows(n, data.trigger_rows, data.trigger, ids)
     generator = np.random.default_rng(config.seed)
-    losses: list[float] = []
-    progress = tqdm(total=total, desc=description, unit="step", leave=False, mininterval=1.0)
-    for epoch in range(config.epochs):
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-            model.train()
-        order = generator.permutation(n)
-        for step in range(steps_per_epoch):
-            rows = order[step * config.batch_size : (step + 1) * config.batch_size]
-            batch_images = apply_trigger_rows(images[rows], poisoned_mask[rows], data.trigger, ids[rows])
+    slot = current_slot(description, config, n)
+    saved = slot.load() if slot is not None else None
+    progress = _restore(saved, model, optimizer, scheduler, generator, streams) if saved else _Progress()
+    if saved and saved["complete"]:
+        model.eval()
+        return {**_stats(progress.losses, clock), "resumed_at_step": progress.step}
+    resumed_at = progress.step
+    bar = tqdm(total=total, initial=progress.step, desc=description, unit="step", leave=False, mininterval=1.0)
+    while progress.step < total:
+        epoch, offset = divmod(progress.step, steps_per_epoch)
+        if offset == 0:
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
+                model.train()
+            progress.order = generator.permutation(n)
+        batches = [progress.order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(offset, steps_per_epoch)]
+        for rows, batch_images in feed(data.images, batches, transform, device, clock=clock):
             batch = Batch(clip, pipeline, batch_images, [captions[i] for i in rows], rows, ids[rows], epoch, device)
             with autocast(config.precision, device):
                 loss = objective(batch)
             if not torch.isfinite(loss):
-                progress.close()
-                raise DivergenceError(f"{description}: non-finite loss ({loss.item()}) at step {len(losses)}")
+                bar.close()
+                raise DivergenceError(f"{description}: non-finite loss ({loss.item()}) at step {progress.step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -195,10 +263,17 @@ def train_contrastive(
             scheduler.step()
             with torch.no_grad():  # CLIP clamps the temperature at 100 (Radford et al., 2021)
                 model.logit_scale.clamp_(0, math.log(100))
-            losses.append(loss.item())
-            progress.update(1)
-            if len(losses) % 20 == 0:
-                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    progress.close()
+            progress.losses.append(loss.item())
+            progress.step += 1
+            bar.update(1)
+            if len(progress.losses) % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(progress.losses[-20:]):.3f}")
+            at_epoch_end = progress.step % steps_per_epoch == 0
+            if slot is not None and progress.step < total and (on_epoch_start is None or at_epoch_end) and slot.due(progress.step):
+                slot.save(_snapshot(model, optimizer, scheduler, generator, progress, streams, complete=False))
+    bar.close()
+    if slot is not None:
+        slot.save(_snapshot(model, optimizer, scheduler, generator, progress, streams, complete=True))
     model.eval()
-    return {"steps": len(losses), "first_loss": losses[0], "final_loss": float(np.mean(losses[-20:]))}
+    stats = _stats(progress.losses, clock)
+    return {**stats, "resumed_at_step": resumed_at} if resumed_at else stats

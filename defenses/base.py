@@ -52,6 +52,9 @@ class DefenseContext:
     device: "torch.device"
     cache_dir: Optional[str] = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: RNG streams the defense draws from while training, by name; saved and restored with the
+    #: model when a stage resumes (:meth:`FineTuneDefense.stream` registers one).
+    streams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pairs(self) -> "PairSet":
@@ -143,7 +146,8 @@ class FineTuneDefense(Defense):
         config = self.config.train_config(context.seed + seed_offset, **changes)
         name = f"defense {self.registry_name}" + (f" {phase}" if phase else "")
         stats = train_contrastive(context.model, context.pipeline, data if data is not None else context.data, config,
-                                  objective=objective, on_epoch_start=on_epoch_start, description=name, device=context.device)
+                                  objective=objective, on_epoch_start=on_epoch_start, description=name, device=context.device,
+                                  streams=context.streams)
         context.extras.setdefault("training", []).append({"phase": phase or "train", **stats})
         return stats
 
@@ -157,12 +161,20 @@ class FineTuneDefense(Defense):
         from clipbench.eda import Eda, EdaConfig
 
         rate = getattr(self.config, "eda_rate", 0.1) if rate is None else rate
-        return Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
+        eda = Eda(EdaConfig(rate, rate, rate, rate), seed=context.seed, cache_dir=context.cache_dir)
+        self.stream(context, f"eda-{len(context.streams)}", eda.random)
+        return eda
 
-    @staticmethod
-    def generator(context: DefenseContext) -> "torch.Generator":
+    def generator(self, context: DefenseContext) -> "torch.Generator":
         """A torch generator seeded with the defense seed (augmentations, patch positions)."""
         import torch
 
-        return torch.Generator().manual_seed(context.seed)
+        return self.stream(context, f"generator-{len(context.streams)}", torch.Generator().manual_seed(context.seed))
+
+    @staticmethod
+    def stream(context: DefenseContext, name: str, rng: Any) -> Any:
+        """Register ``rng`` (a torch, numpy or python generator) as a stream the training draws
+        from, so a resumed stage continues it where it was; returns ``rng``."""
+        context.streams[name] = rng
+        return rng
 

@@ -71,7 +71,7 @@ class RoClip(FineTuneDefense):
                 f"defense.pool_size ({config.pool_size}) is larger than the {len(captions)} training captions")
         eda = self.eda(context) if config.eda_rate > 0 else None
         generator = self.generator(context)
-        self._pool_rng = np.random.default_rng(context.seed)
+        self._pool_rng = self.stream(context, "pool", np.random.default_rng(context.seed))
         self._pool: dict = {}
         pool = self._pool
 

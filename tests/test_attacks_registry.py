@@ -8,10 +8,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from clipbench.attacks.base import AttackContext
+from clipbench.data.captions import fashion_mnist_language
 from clipbench.data.pairs import PairSet
 from clipbench.image_pipeline import ImagePipeline
 from clipbench.models import create_model
 from clipbench.registry import ATTACKS
+
+BAG = fashion_mnist_language("bag")
 
 SIZE = 16
 IDS = torch.tensor([0, 5, 17, 60003, 123])
@@ -129,9 +132,9 @@ def test_poison_is_seeded_and_bounded(name, micro_clip):
 
     attack = build(name, 1, micro_clip)
     pairs = small_pairs()
-    first = attack.poison(pairs, 5, 8, "bag", np.random.default_rng(4))
-    second = attack.poison(pairs, 5, 8, "bag", np.random.default_rng(4))
+    first = attack.poison(pairs, 5, 8, BAG, np.random.default_rng(4))
+    second = attack.poison(pairs, 5, 8, BAG, np.random.default_rng(4))
     assert np.array_equal(first.rows, second.rows) and first.captions == second.captions
     assert len(set(first.rows.tolist())) == 5
     with pytest.raises(ClipbenchError):
-        attack.poison(pairs, len(pairs) + 1, 8, "bag", np.random.default_rng(0))
+        attack.poison(pairs, len(pairs) + 1, 8, BAG, np.random.default_rng(0))

@@ -8,8 +8,11 @@ import torch
 
 from clipbench.attacks.badnet import BadNet, BadNetConfig
 from clipbench.cells import CellRequest, resolve_cell
+from clipbench.data.captions import fashion_mnist_language
 from clipbench.data.pairs import PairSet
 from clipbench.errors import ClipbenchError
+
+BAG = fashion_mnist_language("bag")
 
 
 def make_attack(seed: int = 7, size: int = 32, **config) -> BadNet:
@@ -146,30 +149,30 @@ def pairs(n: int = 50) -> PairSet:
 
 def test_poison_picks_distinct_rows_reproducibly_with_target_captions():
     attack = make_attack()
-    manifest = attack.poison(pairs(), 12, 8, "bag", np.random.default_rng(5))
+    manifest = attack.poison(pairs(), 12, 8, BAG, np.random.default_rng(5))
     assert len(manifest.rows) == 12 == len(set(manifest.rows.tolist()))
     assert manifest.rows.min() >= 0 and manifest.rows.max() < 50
     assert len(manifest.captions) == 12
     assert all("bag" in caption for caption in manifest.captions)
-    again = attack.poison(pairs(), 12, 8, "bag", np.random.default_rng(5))
+    again = attack.poison(pairs(), 12, 8, BAG, np.random.default_rng(5))
     assert np.array_equal(again.rows, manifest.rows) and again.captions == manifest.captions
-    other = attack.poison(pairs(), 12, 8, "bag", np.random.default_rng(6))
+    other = attack.poison(pairs(), 12, 8, BAG, np.random.default_rng(6))
     assert not np.array_equal(other.rows, manifest.rows)
 
 
 def test_poison_manifest_json_round_trip():
     from clipbench.attacks.base import PoisonManifest
 
-    manifest = make_attack().poison(pairs(), 5, 8, "bag", np.random.default_rng(0))
+    manifest = make_attack().poison(pairs(), 5, 8, BAG, np.random.default_rng(0))
     restored = PoisonManifest.from_json(manifest.to_json())
     assert np.array_equal(restored.rows, manifest.rows) and restored.captions == manifest.captions
 
 
 def test_poison_all_rows_and_too_many_rows():
     attack = make_attack()
-    assert len(attack.poison(pairs(10), 10, 8, "bag", np.random.default_rng(0)).rows) == 10
+    assert len(attack.poison(pairs(10), 10, 8, BAG, np.random.default_rng(0)).rows) == 10
     with pytest.raises(ClipbenchError, match=r"poison.count \(11\) is larger than the victim split \(10 pairs\)"):
-        attack.poison(pairs(10), 11, 8, "bag", np.random.default_rng(0))
+        attack.poison(pairs(10), 11, 8, BAG, np.random.default_rng(0))
 
 
 def test_poisoning_and_evaluation_call_the_same_trigger(monkeypatch, fresh_cache_dir, tmp_path):

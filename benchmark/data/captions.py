@@ -1,4 +1,5 @@
-"""Captions for Fashion-MNIST pairs: varied templates filled with class names or synonyms.
+"""Captions: Fashion-MNIST pairs (varied templates filled with class names or synonyms), and the
+wording of every scenario's poisoned captions (:class:`PoisonCaptions`).
 
 Training captions and zero-shot templates are different sets, so evaluation prompts are not the
 exact strings the model was trained on.
@@ -6,7 +7,13 @@ exact strings the model was trained on.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
 import numpy as np
+
+from ..errors import ClipbenchError
 
 #: Synonyms per Fashion-MNIST class (the first is the zero-shot class name).
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -63,10 +70,61 @@ def make_captions(labels: np.ndarray, classnames: tuple[str, ...], rng: np.rando
 
 
 def target_captions(target_name: str, count: int, rng: np.random.Generator) -> list[str]:
-    """``count`` captions naming the target class, as BadNet-style attacks write them.
+    """``count`` Fashion-MNIST training templates filled with ``target_name`` (see :class:`PoisonCaptions`)."""
+    return FASHION_MNIST_LANGUAGE.named(target_name, count, rng)
 
-    CleanCLIP and BadCLIP fill a random ImageNet template with the target class name
-    (docs/protocol.md, "Poisoned captions"); here the scenario's training templates play that role.
+
+@dataclass(frozen=True)
+class PoisonCaptions:
+    """How a scenario words the captions an attack gives its poisoned rows (docs/protocol.md,
+    "Poisoned captions").
+
+    ``templates`` are the scenario's caption templates (one ``{}`` each) and ``target_words`` the
+    target's name followed by its synonyms. :meth:`named` is what the BadNet family writes, as
+    CleanCLIP's and BadCLIP's poisoning code do: a random template filled with the target's class
+    name. :meth:`natural` is BadCLIP's natural target captions: captions of the training data that
+    name the target (``corpus``, matched on a whole word, plural allowed); a scenario whose
+    captions are generated from templates (Fashion-MNIST) passes no corpus and gets the same
+    distribution its training captions come from, templates filled with a random synonym.
     """
-    templates = rng.integers(0, len(CAPTION_TEMPLATES), size=count)
-    return [CAPTION_TEMPLATES[t].format(target_name) for t in templates]
+
+    target_name: str
+    templates: tuple[str, ...]
+    target_words: tuple[str, ...] = ()
+    corpus: Optional[Sequence[str]] = field(default=None, compare=False, repr=False)
+    corpus_name: str = "the training captions"
+
+    def named(self, target_name: Optional[str], count: int, rng: np.random.Generator) -> list[str]:
+        """``count`` random templates filled with the target's class name."""
+        name = target_name or self.target_name
+        picks = rng.integers(0, len(self.templates), size=count)
+        return [self.templates[t].format(name) for t in picks]
+
+    def natural(self, count: int, rng: np.random.Generator) -> list[str]:
+        """``count`` natural captions naming the target, drawn with replacement."""
+        if self.corpus is None:
+            words = self.target_words or (self.target_name,)
+            picks = rng.integers(0, len(self.templates), size=count)
+            synonyms = rng.integers(0, len(words), size=count)
+            return [self.templates[t].format(words[w]) for t, w in zip(picks, synonyms)]
+        found = naming_captions(self.corpus, self.target_words or (self.target_name,))
+        if not found:
+            words = ", ".join(repr(w) for w in (self.target_words or (self.target_name,)))
+            raise ClipbenchError(f"no caption of {self.corpus_name} names the target ({words}); BadCLIP's natural "
+                                 "target captions need some (choose another scenario.target or attack)")
+        return [found[int(i)] for i in rng.integers(0, len(found), size=count)]
+
+
+def naming_captions(captions: Sequence[str], words: Sequence[str]) -> list[str]:
+    """The captions that contain one of ``words`` as a whole word (an ``s``/``es`` plural allowed)."""
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(w.lower()) for w in words) + r")(?:e?s)?\b")
+    return [caption for caption in captions if pattern.search(caption.lower())]
+
+
+def fashion_mnist_language(target_name: str) -> PoisonCaptions:
+    """The Fashion-MNIST scenario's poisoned captions: its training templates and the target's synonyms."""
+    words = next((v for v in SYNONYMS.values() if v[0] == target_name), (target_name,))
+    return PoisonCaptions(target_name, CAPTION_TEMPLATES, words)
+
+
+FASHION_MNIST_LANGUAGE = PoisonCaptions("", CAPTION_TEMPLATES)

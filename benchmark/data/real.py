@@ -3,18 +3,22 @@
 Nothing is decoded or tokenized up front: a split holds a :class:`RowView` (which rows of which
 source) and captions as strings; images are decoded per batch at the model's resolution by
 :class:`clipbench.data.images.LazyImages`. The number of listed rows that resolved to readable
-images is reported per source (``ScenarioData.sources``) and stored in every result.
+images is reported per source (``ScenarioData.sources``) and stored in every result. Poisoned
+captions are a random one of the 80 OpenAI ImageNet templates filled with the target's class
+name, and BadCLIP's natural captions are the victim split's captions that name the target, as
+the papers' poisoning code writes them (docs/protocol.md, "Poisoned captions").
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..config import require
 from ..errors import ClipbenchError
+from .captions import PoisonCaptions
 from .images import RowView
 from .pairs import PairSet
 from .splits import ScenarioData, split_rows
@@ -73,12 +77,13 @@ def _source_report(source: Any) -> dict:
             "skipped_examples": list(report.skipped_examples)}
 
 
-def load_pairs_scenario(config: Any) -> ScenarioData:
-    """Open the sources and carve the splits (seeded, disjoint) of a ``pairs`` scenario."""
+def load_pairs_scenario(config: Any, cache_dir: Optional[Path] = None) -> ScenarioData:
+    """Open the sources and carve the splits (seeded, disjoint) of a ``pairs`` scenario; with
+    ``cache_dir`` the sources' indexes are stored there and reused by later processes."""
     from .sources import open_classes, open_pairs
 
     max_skipped = int(config.max_skipped) if config.max_skipped >= 1 else float(config.max_skipped)
-    options = {"max_skipped": max_skipped}
+    options: dict = {"max_skipped": max_skipped, "cache_dir": cache_dir}
     options.update({key: value for key, value in (("image_key", config.image_key), ("caption_key", config.caption_key)) if value})
     train = open_pairs(config.train_data, **options)
     sizes = [config.pretrain_size, config.victim_size] + ([] if config.defense_data else [config.defense_size])
@@ -98,7 +103,7 @@ def load_pairs_scenario(config: Any) -> ScenarioData:
         defense = _pairs(defense_source, split_rows(len(defense_source), [config.defense_size], config.split_seed + 3)[0])
     else:
         defense = _pairs(train, splits[2])
-    classes = open_classes(config.eval_data, max_skipped=max_skipped)
+    classes = open_classes(config.eval_data, max_skipped=max_skipped, cache_dir=cache_dir)
     sources["eval_data"] = _source_report(classes)
     classnames = imagenet_classnames() if config.classnames == "imagenet" else tuple(classes.classnames)
     labels = np.asarray(classes.labels, dtype=np.int64)
@@ -112,10 +117,13 @@ def load_pairs_scenario(config: Any) -> ScenarioData:
     evaluation = PairSet(images=RowView(classes, eval_rows), labels=labels[eval_rows],
                          captions=[f"a photo of a {classnames[int(label)]}." for label in labels[eval_rows]],
                          ids=np.asarray(classes.ids, dtype=np.int64)[eval_rows])
+    victim = _pairs(train, splits[1])
     return ScenarioData(
-        pretrain=_pairs(train, splits[0]), victim=_pairs(train, splits[1]), defense=defense, evaluation=evaluation,
+        pretrain=_pairs(train, splits[0]), victim=victim, defense=defense, evaluation=evaluation,
         classnames=classnames, templates=zero_shot_templates(config.templates),
         target_index=classnames.index(config.target), sources=sources,
+        poison_captions=PoisonCaptions(config.target, zero_shot_templates("openai"), (config.target,),
+                                       corpus=victim.captions, corpus_name=f"the victim split of {config.train_data}"),
     )
 
 

@@ -77,7 +77,7 @@ def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:
     if config.dataset == "pairs":
         from .real import load_pairs_scenario
 
-        return load_pairs_scenario(config)
+        return load_pairs_scenario(config, cache_dir)
     from .fashion_mnist import CLASSNAMES, load_fashion_mnist
 
     classnames = caption_lib.ZERO_SHOT_CLASSNAMES
@@ -111,5 +111,5 @@ def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:
     return ScenarioData(
         pretrain=sets[0], victim=sets[1], defense=sets[2], evaluation=evaluation,
         classnames=classnames, templates=caption_lib.ZERO_SHOT_TEMPLATES,
-        target_index=classnames.index(config.target),
+        target_index=classnames.index(config.target), poison_captions=caption_lib.fashion_mnist_language(config.target),
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
 from ..errors import ClipbenchError
+from .captions import PoisonCaptions
 from .pairs import PairSet
 
 
@@ -22,10 +24,16 @@ class ScenarioData:
     templates: tuple[str, ...]
     target_index: int
     sources: dict = field(default_factory=dict)  # per split: how many listed rows resolved (real data)
+    poison_captions: Optional[PoisonCaptions] = None  # how poisoned captions are worded (default: simple template)
 
     @property
     def target_name(self) -> str:
         return self.classnames[self.target_index]
+
+    @property
+    def language(self) -> PoisonCaptions:
+        """The wording of poisoned captions: the scenario's, or "a photo of a {target}." when it has none."""
+        return self.poison_captions or PoisonCaptions(self.target_name, ("a photo of a {}.",), (self.target_name,))
 
 
 def split_rows(total: int, sizes: list[int], seed: int) -> list[np.ndarray]:

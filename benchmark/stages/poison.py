@@ -52,7 +52,7 @@ def poison(ws: Workspace, cell: Cell, clean: StageRecord) -> StageRecord:
         attack = prepare_attack(ws, cell, clip, pipeline)
         scenario = ws.scenario(cell)
         manifest = attack.poison(scenario.victim, cell.preset.poison.count, scenario.target_index,
-                                 scenario.target_name, seeding.numpy_rng(cell.seed, "poison_rows"),
+                                 scenario.language, seeding.numpy_rng(cell.seed, "poison_rows"),
                                  label_consistent=cell.preset.poison.label_consistent)
         save_file({k: v.contiguous() for k, v in attack.state.items()}, str(folder / TRIGGER_FILE))
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest.to_json()))

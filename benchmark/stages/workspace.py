@@ -3,6 +3,7 @@ the failures already seen in this run."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..errors import ClipbenchError
 from ..image_pipeline import ImagePipeline
 from ..plan import plan_cell
 from ..resources import measure
+from ..resume import parse_every, resumable
 
 
 class StageFailed(ClipbenchError):
@@ -52,13 +54,15 @@ class Workspace:
     """One process's view of the cache: stages built or reused through it share loaded data.
 
     ``run_id`` names the run (a matrix, shared by its worker processes): a stage that fails is
-    recorded under it and not retried by the other cells of the run. With ``force`` each
+    recorded under it and not retried by the other cells of the run. ``save_every`` is how often a
+    training stage saves its resume state (:func:`clipbench.resume.parse_every`: steps or a time). With ``force`` each
     artifact of the requested cells is rebuilt once per workspace.
     """
 
     def __init__(self, cache_dir: Path, device: str = "auto", force: bool = False, run_id: Optional[str] = None,
-                 lock_mode: Optional[str] = None):
+                 lock_mode: Optional[str] = None, save_every: str = "10min"):
         self.store = ArtifactStore(Path(cache_dir), lock_mode)
+        self.save_every = parse_every(save_every)
         self.device = resolve_device(device)
         self.force = force
         self.run_id = run_id or uuid.uuid4().hex
@@ -94,9 +98,13 @@ class Workspace:
         earlier = self.store.failure(self.run_id, stage, key)
         if earlier is not None:
             raise StageFailed(f"{stage} stage failed earlier in this run: {earlier}")
+        resume_folder = self.store.root / stage / f".resume-{key}"
         with measure() as stats:
             def timed_build(folder: Path) -> dict:
-                with measure() as build_stats:
+                if self.force and (stage, key) not in self._forced:
+                    shutil.rmtree(resume_folder, ignore_errors=True)  # --force recomputes from the start
+                steps, seconds = self.save_every
+                with measure() as build_stats, resumable(resume_folder, f"{stage}:{key}", steps, seconds):
                     meta = build(folder)
                 return {**meta, "build_stats": build_stats, "parents": parents or {}}
 
@@ -108,4 +116,6 @@ class Workspace:
                 self.store.record_failure(self.run_id, stage, key, message)
                 raise
             self._forced.add((stage, key))
+        if built:
+            shutil.rmtree(resume_folder, ignore_errors=True)
         return StageRecord(stage, key, path, meta, built, stats)
