@@ -17,6 +17,8 @@ _DESCRIPTIONS = {
     "clipbench-tiny-vit": "ViT, 32 px, patch 8, width 128, 4 layers; text width 128, 2 layers, context 16 (preset tiny)",
     "clipbench-tiny-rn": "ModifiedResNet [1,1,1,1] width 32 mirroring RN50's design at 32 px; same text tower",
     "clipbench-micro-vit": "ViT, 16 px, 1 layer, width 32: for unit tests only",
+    "clipbench-small-vit-224": "ViT, 224 px, patch 32, width 128, 4 layers; text width 128, 2 layers, context 32: "
+                               "the real-scale input path (224 px decoding) on a CPU",
 }
 
 
