@@ -70,7 +70,8 @@ class ImagePipeline:
         """uint8 ``N x 3 x S x S`` -> float32, scaled to [0, 1] then standardised."""
         mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
-        return (images.float() / 255.0 - mean) / std
+        pixels = images.to(torch.float32, copy=True)  # in place below: equal to (x / 255 - mean) / std bit for bit
+        return pixels.div_(255.0).sub_(mean).div_(std)
 
     def model_input(self, images: torch.Tensor, ids: torch.Tensor, trigger: Optional[TriggerFn] = None) -> torch.Tensor:
         """The single entry point of triggers: apply ``trigger`` (if any) in uint8 space, then normalise."""
