@@ -165,3 +165,31 @@ def test_paper_abd_runs_on_synthetic_data_with_openai_template_captions(cli_runn
     natural = [c for c in captions if all("banana" in x and x not in openai_target_captions() for x in c)]
     assert len(templated) == 1 and len(natural) == 1
     assert results[0]["data_sources"]["train_data"]["resolved"] == 240
+
+
+def test_training_on_lazy_images_gives_the_same_weights_for_any_worker_count(synthetic, monkeypatch):
+    import copy
+
+    from clipbench.data.images import LazyImages, RowView
+    from clipbench.data.pairs import PairSet
+    from clipbench.data.sources import open_pairs
+    from clipbench.image_pipeline import ImagePipeline
+    from clipbench.models import create_model
+    from clipbench.train_config import TrainConfig
+    from clipbench.training import TrainingData, train_contrastive
+
+    source = open_pairs(synthetic / "cc3m")
+    rows = np.arange(48)
+    pairs = PairSet(RowView(source, rows), np.full(48, -1), [source.captions[i] for i in rows], source.ids[rows])
+    torch.manual_seed(0)
+    start = create_model("clipbench-micro-vit")
+    trigger = lambda images, ids: images.flip(-1)  # noqa: E731
+    weights = []
+    for workers in ("0", "2"):
+        monkeypatch.setenv("CLIPBENCH_WORKERS", workers)
+        clip = copy.deepcopy(start)
+        data = TrainingData(LazyImages(pairs.images, 16), pairs, list(pairs.captions), np.array([1, 5, 30]), trigger)
+        stats = train_contrastive(clip, ImagePipeline.from_model(clip.model), data, TrainConfig(epochs=2, batch_size=16, seed=0))
+        assert stats["steps"] == 6 and 0 <= stats["feed"]["data_wait_fraction"] <= 1
+        weights.append(clip.model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
