@@ -3,6 +3,7 @@ source indexes reused across processes, decode workers, and the synthetic-data c
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
@@ -193,3 +194,15 @@ def test_training_on_lazy_images_gives_the_same_weights_for_any_worker_count(syn
         assert stats["steps"] == 6 and 0 <= stats["feed"]["data_wait_fraction"] <= 1
         weights.append(clip.model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_badclip_on_data_that_never_names_the_target_is_one_line(cli_subprocess, synthetic, tmp_path):
+    done = cli_subprocess(["run", "--preset", "paper-abd", "--model", "clipbench-micro-vit", "--pretrained", "", "--attack", "badclip",
+                           "--set", f"scenario.train_data={synthetic / 'cc3m'}", "--set", f"scenario.eval_data={synthetic / 'imagenet-val'}",
+                           "--set", "scenario.victim_size=160", "--set", "scenario.defense_size=60", "--set", "scenario.eval_size=40",
+                           "--set", "scenario.target=zebra", "--set", "poison.count=12",
+                           "--cache-dir", tmp_path / "cache", "--results-dir", tmp_path / "r"])
+    assert done.returncode == 1 and "Traceback" not in done.stderr + done.stdout
+    result = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+    assert result["status"] == "failed" and "shows the target 'zebra'" in result["error"], result["error"]
+    assert "shows the target 'zebra'" in done.stdout
