@@ -124,6 +124,14 @@ MICRO = _register(
 # whose schedule is not published, included); training-time plugins get the victim's schedule;
 # RoCLIP and SafeCLIP keep their papers' schedules (own_schedule). The data are the user's:
 # --set scenario.train_data= and scenario.eval_data= (README, "The paper setting").
+# The variants the CleanCLIP/BadCLIP code runs (docs/protocol.md, "Method variants of paper-abd").
+PAPER_ABD_ATTACKS = {
+    "badnet": {"pattern": "cleanclip_noise", "location": "random", "patch_size": "16"},
+    "blended": {"pattern": "cleanclip_noise", "alpha": "0.2"},
+    "badclip": {"patch_size": "16"},
+}
+PAPER_ABD_DEFENSES = {"cleanclip": {"augmentation": "autoaugment"}}
+
 PAPER_ABD = _register(
     Preset(
         name="paper-abd",
@@ -140,6 +148,8 @@ PAPER_ABD = _register(
             "training_time": Schedule(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000),
         },
         own_schedule=("roclip", "safeclip"),
+        attack_overrides=PAPER_ABD_ATTACKS,
+        defense_overrides=PAPER_ABD_DEFENSES,
     )
 )
 

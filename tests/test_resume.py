@@ -139,7 +139,7 @@ def test_kill_9_in_the_middle_of_a_victim_then_rerun_gives_the_same_victim(tmp_p
 
     def command(cache: Path) -> list[str]:
         return [sys.executable, "-m", "clipbench.cli", "run", "--preset", "micro", "--attack", "badnet", "--defense", "none",
-                "--set", "victim.epochs=40", "--save-every", "8", "--cache-dir", str(cache), "--results-dir", str(cache / "results"),
+                "--set", "victim.epochs=24", "--save-every", "6", "--cache-dir", str(cache), "--results-dir", str(cache / "results"),
                 "--device", "cpu"]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
