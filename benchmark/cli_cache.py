@@ -68,6 +68,10 @@ def cache_verify(cache_dir: Path | None) -> None:
         sys.exit(1)
 
 
+#: Artifact kinds ``cache gc`` keeps: indexes of data sources, which no result names.
+KEPT_BY_GC = ("source-index",)
+
+
 @cache_group.command("gc")
 @_cache_option
 @click.option("--results-dir", "results_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
@@ -75,6 +79,9 @@ def cache_verify(cache_dir: Path | None) -> None:
 @click.option("--dry-run", is_flag=True, help="only print what would be removed")
 def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bool) -> None:
     """Remove artifacts that no result in RESULTS_DIR refers to, and leftovers of killed builds.
+
+    Stored indexes of real-scale sources are kept (they describe data, not cells), and so is the
+    resume state of an unfinished training stage (a rerun continues from it).
 
     Run it when no `clipbench run` is using the cache: a running cell's finished parents are not
     yet named by any result."""
@@ -87,7 +94,8 @@ def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bo
         if not folder.is_dir():
             raise ClipbenchError(f"--results-dir {folder} does not exist")
     keep = set().union(*(referenced_keys(folder) for folder in results_dirs))
-    doomed = [a["path"] for a in list_artifacts(root) if (a["stage"], a["key"]) not in keep]
+    doomed = [a["path"] for a in list_artifacts(root)
+              if (a["stage"], a["key"]) not in keep and a["stage"] not in KEPT_BY_GC]
     doomed += leftovers(ArtifactStore(root))
     freed = sum(f.stat().st_size for p in doomed for f in p.rglob("*") if f.is_file())
     for path in doomed:
