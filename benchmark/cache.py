@@ -97,6 +97,11 @@ class ArtifactStore:
         warn(f"cached {stage} artifact {key} is damaged ({problem}); rebuilding it")
         return None
 
+    def has_reusable(self, stage: str, key: str) -> bool:
+        """Whether (stage, key) is complete and intact (checked under its lock)."""
+        with artifact_lock(self.lock_path(stage, key), self.lock_mode):
+            return self._reusable(stage, key) is not None
+
     def get_or_build(self, stage: str, key: str, build: Callable[[Path], dict], force: bool = False) -> tuple[Path, dict, bool]:
         """Return ``(path, meta, built)``; run ``build(tmp_folder) -> meta`` when the artifact is
         missing, damaged or ``force`` is set. The artifact appears only when complete."""

@@ -12,19 +12,31 @@ from __future__ import annotations
 import json
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .cache import ensure_writable
 from .cells import Cell
+from .distributed import is_main
 from .errors import ClipbenchError
 from .plan import code_digests, run_key
 from .results import build_result, write_result
-from .stages import Workspace
+from .stages import StageRecord, Workspace
 from .stages.clean import clean_model
 from .stages.defense import defended_model, defense
 from .stages.evaluation import clean_reference, evaluate
 from .stages.poison import poison
 from .stages.victim import victim
+
+
+def stored_result(results_dir: Path, cell: Cell) -> Optional[dict]:
+    """The finished (``ok``) result of this exact cell (same config and code) in ``results_dir``, if any."""
+    try:
+        stored = json.loads((Path(results_dir) / f"{cell.name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(stored, dict) and stored.get("run_key") == run_key(cell) and stored.get("status") == "ok":
+        return stored
+    return None
 
 
 class CellRunner:
@@ -39,13 +51,7 @@ class CellRunner:
 
     def existing_result(self, cell: Cell) -> Optional[dict]:
         """A finished result of this exact cell (same config and code), if one is stored."""
-        try:
-            stored = json.loads(self.result_path(cell).read_text())
-        except (OSError, ValueError):
-            return None
-        if isinstance(stored, dict) and stored.get("run_key") == run_key(cell) and stored.get("status") == "ok":
-            return stored
-        return None
+        return stored_result(self.results_dir, cell)
 
     def run_cell(self, cell: Cell) -> dict:
         """Run (or reuse) every stage of ``cell`` and write its result JSON; failures are recorded."""
@@ -57,18 +63,11 @@ class CellRunner:
         ws.scenario(cell)  # missing or corrupt data is an input error: it stops the run, nothing is recorded
         key = run_key(cell)
         try:
-            clean = clean_model(ws, cell)
-            stages["clean"], artifacts["clean"] = clean.summary(), clean.key
-            poisoned = poison(ws, cell, clean)
-            stages["poison"], artifacts["poison"] = poisoned.summary(), poisoned.key
-            reference = clean_reference(ws, cell, clean, poisoned)
-            stages["reference"], artifacts["reference"] = reference.summary(), reference.key
-            victim_record = None
-            if cell.defense_cls.stage == "post_training":
-                victim_record = victim(ws, cell, clean, poisoned)
-                stages["victim"], artifacts["victim"] = victim_record.summary(), victim_record.key
-            defended = defense(ws, cell, clean, poisoned, victim_record)
-            stages["defense"], artifacts["defense"] = defended.summary(), defended.key
+            records = {}
+            for stage, record in self.stage_records(cell):
+                records[stage] = record
+                stages[stage], artifacts[stage] = record.summary(), record.key
+            reference, defended, poisoned = records["reference"], records["defense"], records["poison"]
             model = defended_model(ws, defended)
             metrics, eval_stats, classifier_key = evaluate(ws, cell, model, poisoned)
             stages["evaluation"] = {"cached": False, **eval_stats}
@@ -81,5 +80,56 @@ class CellRunner:
             result = build_result(cell, key, "failed", f"{type(error).__name__}: {error}", {}, stages,
                                   artifacts, ws.device, None, traceback.format_exc())
         result["code"] = code_digests(cell)
-        write_result(self.result_path(cell), result)
+        if is_main():  # under several ranks (a data-parallel stage), rank 0 writes
+            write_result(self.result_path(cell), result)
         return result
+
+    def record_failure(self, cell: Cell, error: str) -> dict:
+        """Write a failed result for ``cell`` whose stages ran elsewhere (a cluster job that failed)."""
+        result = build_result(cell, run_key(cell), "failed", error, {}, {}, {}, self.ws.device, None)
+        result["code"] = code_digests(cell)
+        if is_main():  # under several ranks (a data-parallel stage), rank 0 writes
+            write_result(self.result_path(cell), result)
+        return result
+
+    def stage_records(self, cell: Cell, until: Optional[str] = None) -> Iterator[tuple[str, StageRecord]]:
+        """Build or reuse the cell's stages in order, ``clean`` to ``defense`` (or to ``until``),
+        yielding each stage's record."""
+        ws = self.ws
+        clean = clean_model(ws, cell)
+        yield "clean", clean
+        if until == "clean":
+            return
+        poisoned = poison(ws, cell, clean)
+        yield "poison", poisoned
+        if until == "poison":
+            return
+        yield "reference", clean_reference(ws, cell, clean, poisoned)
+        if until == "reference":
+            return
+        victim_record = None
+        if cell.defense_cls.stage == "post_training":
+            victim_record = victim(ws, cell, clean, poisoned)
+            yield "victim", victim_record
+        if until == "victim":
+            return
+        yield "defense", defense(ws, cell, clean, poisoned, victim_record)
+
+    def build_stage(self, cell: Cell, stage: str) -> dict:
+        """Build (or reuse) the artifact of one ``stage`` of ``cell`` and its parents: what one job
+        of a cluster's job graph runs. A failure raises (the job fails, and so do its dependents).
+
+        The ``clean`` stage also builds the clean model's zero-shot classifier, which every
+        ``reference`` job of that model reads."""
+        self.ws.scenario(cell)
+        records = dict(self.stage_records(cell, until=stage))
+        if stage not in records:
+            raise ClipbenchError(f"cell {cell.name} has no {stage} stage")
+        record = records[stage]
+        if stage == "clean":
+            from .models import load_checkpoint
+            from .stages.evaluation import classifier
+
+            scenario = self.ws.scenario(cell)
+            classifier(self.ws, load_checkpoint(record.path), tuple(scenario.classnames), tuple(scenario.templates))
+        return record.summary()

@@ -82,7 +82,10 @@ _MATRIX_OPTIONS = (
     click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]), default="local", show_default=True,
                  help="where cells run: this machine, SLURM through submitit, or submitit's local executor"),
     click.option("--slurm-partition", default=None, help="SLURM partition (with --executor slurm)"),
-    click.option("--timeout-min", default=240, show_default=True, type=int, help="time limit of a submitit job"),
+    click.option("--timeout-min", default=240, show_default=True, type=click.IntRange(min=1),
+                 help="time limit of a training job on a cluster (evaluation jobs: 60 min)"),
+    click.option("--gpus-per-job", default=1, show_default=True, type=click.IntRange(min=1),
+                 help="GPUs of a training job on SLURM: one task per GPU, the stage trains data-parallel"),
     click.option("--lock", "lock_mode", type=click.Choice(["flock", "soft"]), default=None,
                  help="cache locks: flock (local disks) or soft (leases, for caches on NFS/Lustre) [default: $CLIPBENCH_LOCK or flock]"),
     click.option("--save-every", default="10min", show_default=True,
@@ -103,7 +106,7 @@ def matrix_options(func):
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
 @matrix_options
 def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
-                dry_run, workers, executor, slurm_partition, timeout_min, lock_mode, save_every) -> None:
+                dry_run, workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
     """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
@@ -117,19 +120,21 @@ def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache
         for d in DEFENSES.resolve_list(defenses)
     ]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min, lock_mode, save_every)
+                         timeout_min, gpus_per_job, lock_mode, save_every)
     if results is None:
         return
+    from .distributed import is_main
     from .summary import cell_table
 
-    click.echo(cell_table(results))
-    click.echo(f"results: {results_dir}")
+    if is_main():
+        click.echo(cell_table(results))
+        click.echo(f"results: {results_dir}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
 
 
 def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-               timeout_min, lock_mode, save_every) -> list[dict] | None:
+               timeout_min, gpus_per_job, lock_mode, save_every) -> list[dict] | None:
     """Plan resolved cells, print the plan (and stop there with ``dry_run``), else run them."""
     from tabulate import tabulate
 
@@ -143,19 +148,43 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     cache = ensure_writable(cache_dir or default_cache_dir(), "cache directory")
     plan = plan_matrix(cells, cache)
     summary = plan.summary(len(cells))
-    if dry_run:
-        click.echo(tabulate(plan.rows(), headers=("stage", "key", "status", "what", "cells"), tablefmt="simple"))
-        click.echo(summary)
-        return None
-    results_dir = ensure_writable(results_dir, "results directory")
-    click.echo(summary, err=True)
-    from tqdm.auto import tqdm
-
     settings = RunnerSettings(str(cache), str(results_dir), device, force, lock_mode=lock_mode, save_every=save_every)
-    options = {"timeout_min": timeout_min}
+    options = {"timeout_min": timeout_min, "gpus": gpus_per_job}
     if slurm_partition:
         options["slurm_partition"] = slurm_partition
-    with tqdm(total=len(cells), desc="matrix", unit="cell", disable=len(cells) == 1) as progress:
+    if dry_run:
+        if executor == "local":
+            click.echo(tabulate(plan.rows(), headers=("stage", "key", "status", "what", "cells"), tablefmt="simple"))
+        else:
+            from .matrix import cluster_graph
+
+            graph, _ = cluster_graph(cells, settings, options)
+            click.echo(tabulate(graph.rows(), headers=("job", "stage", "after", "resources", "what", "cells"),
+                                tablefmt="simple"))
+            click.echo(f"{executor}: {graph.summary()}, each after the jobs it depends on (afterok)")
+        click.echo(summary)
+        return None
+    if executor != "local":
+        from .cluster import check_executor
+
+        check_executor(executor)
+    from .distributed import init_from_env, is_main, local_device
+
+    rank, world_size = init_from_env(device)  # launched by torchrun: every stage data-parallel
+    if world_size > 1:
+        from .matrix import check_world
+
+        if executor != "local" or workers > 1:
+            raise ClipbenchError(f"launched with {world_size} ranks (torchrun): use the local executor and one worker")
+        check_world(cells, world_size)
+        device = local_device(device)
+        settings = RunnerSettings(str(cache), str(results_dir), device, force, lock_mode=lock_mode, save_every=save_every)
+    results_dir = ensure_writable(results_dir, "results directory")
+    if is_main():
+        click.echo(summary, err=True)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(cells), desc="matrix", unit="cell", disable=len(cells) == 1 or not is_main()) as progress:
         def on_result(result: dict) -> None:
             progress.update(1)
             progress.set_postfix_str(f"{result['cell']['name']}: {result['status']}")
@@ -171,7 +200,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
               help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
 @matrix_options
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
-                      workers, executor, slurm_partition, timeout_min, lock_mode, save_every) -> None:
+                      workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
     """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
     from .cells import resolve_cell
     from .config import parse_set_options
@@ -182,8 +211,10 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
     requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
     cells = [resolve_cell(request) for request in requests]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
-                         timeout_min, lock_mode, save_every)
-    if results is None:
+                         timeout_min, gpus_per_job, lock_mode, save_every)
+    from .distributed import is_main
+
+    if results is None or not is_main():
         return
     from tabulate import tabulate
 

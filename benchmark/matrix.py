@@ -1,5 +1,6 @@
 """Run a matrix of cells: plan the stage graph, then execute it sequentially, in worker
-processes on one machine, or as submitit jobs (SLURM, or submitit's local executor).
+processes on one machine, or as a graph of submitit jobs, one per artifact to compute
+(SLURM, or submitit's local executor; :mod:`clipbench.job_graph`, :mod:`clipbench.cluster`).
 
 Cells share artifacts through the cache; its per-artifact lock makes a second process that needs
 an artifact under construction wait and then reuse it, so no artifact is computed twice.
@@ -70,6 +71,24 @@ def _describe(cell: Cell, stage: str) -> str:
     }[stage]
 
 
+def check_world(cells: list[Cell], world_size: int) -> None:
+    """Under ``world_size`` data-parallel ranks every training batch must split evenly over the
+    ranks. Checked before anything runs."""
+    from .errors import ClipbenchError
+
+    for cell in cells:
+        preset = cell.preset
+        batches = {"victim": preset.victim.batch_size}
+        if preset.pretrained is None:
+            batches["pretrain"] = preset.pretrain.batch_size
+        if hasattr(cell.defense_config, "batch_size"):
+            batches[cell.request.defense] = cell.defense_config.batch_size
+        for what, size in batches.items():
+            if size % world_size:
+                raise ClipbenchError(f"{what} batch_size {size} does not split over {world_size} ranks "
+                                     f"(each rank takes an equal share of every batch): use a multiple of {world_size}")
+
+
 # --------------------------------------------------------------------------- execution
 @dataclass(frozen=True)
 class RunnerSettings:
@@ -89,12 +108,13 @@ class RunnerSettings:
     lock_mode: Optional[str] = None
     save_every: str = "10min"
 
-    def cell_runner(self):
+    def cell_runner(self, force_stage: Optional[str] = None):
+        """A runner over this matrix's cache; ``force_stage`` limits ``force`` to one stage's artifacts."""
         from .cell_runner import CellRunner
         from .stages import Workspace
 
         workspace = Workspace(Path(self.cache_dir), device=self.device, force=self.force, run_id=self.run_id,
-                              lock_mode=self.lock_mode, save_every=self.save_every)
+                              lock_mode=self.lock_mode, save_every=self.save_every, force_only=force_stage)
         return CellRunner(workspace, Path(self.results_dir))
 
 
@@ -146,27 +166,22 @@ def _run_pool(cells, settings, workers, on_result) -> list[dict]:
     return [results[i] for i in range(len(cells))]
 
 
+def cluster_graph(cells: list[Cell], settings: RunnerSettings, options: Optional[dict] = None):
+    """The job graph of ``cells`` on a cluster (what is cached or finished gets no job) and its settings."""
+    from .cell_runner import stored_result
+    from .job_graph import ClusterSettings, build_job_graph
+
+    options = options or {}
+    cluster = ClusterSettings(gpus=int(options.get("gpus", 1)), timeout_min=int(options.get("timeout_min", 240)),
+                              partition=options.get("slurm_partition"))
+    if cluster.gpus > 1:
+        check_world(cells, cluster.gpus)
+    finished = {cell.name for cell in cells if stored_result(Path(settings.results_dir), cell) is not None}
+    return build_job_graph(cells, Path(settings.cache_dir), finished, cluster, force=settings.force), cluster
+
+
 def _run_submitit(cells, settings, executor, on_result, options) -> list[dict]:
-    from .errors import ClipbenchError
+    from .cluster import run_graph
 
-    try:
-        import submitit
-        import submitit.core.utils
-    except ImportError:
-        raise ClipbenchError(f"--executor {executor} needs submitit: pip install submitit") from None
-    folder = Path(settings.cache_dir) / "submitit" / "%j"
-    cluster = "local" if executor == "submitit-local" else "slurm"
-    job_executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    job_executor.update_parameters(name="clipbench", timeout_min=int(options.get("timeout_min", 240)),
-                                   **{k: v for k, v in options.items() if k != "timeout_min"})
-    jobs = job_executor.map_array(run_one, [settings] * len(cells), cells)
-    results = []
-    for job in jobs:
-        try:
-            results.append(job.result())
-        except submitit.core.utils.UncompletedJobError as error:  # FailedJobError included
-            lines = [line for line in str(error).strip().splitlines() if line.strip()]
-            raise ClipbenchError(f"submitit job {job.job_id} failed: {lines[-1] if lines else error}") from None
-        on_result(results[-1])
-    return results
-
+    graph, cluster = cluster_graph(cells, settings, options)
+    return run_graph(cells, graph, settings, cluster, executor, on_result)

@@ -38,10 +38,23 @@ def library_versions() -> dict[str, Optional[str]]:
     return versions
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def device_info(device: Any) -> dict:
     import torch
 
-    info = {"type": str(device), "torch_threads": torch.get_num_threads(), "machine": platform.machine()}
+    # threads and the CPU's instruction set pick the kernels, and so the float rounding: methods that
+    # amplify rounding (RoCLIP's caption matching, SafeCLIP's split) reproduce only on the same ones
+    info = {"type": str(device), "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": _cpu_model()}
     if getattr(device, "type", "") == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .data.feed import FeedClock, feed
 from .data.images import ModelImages, select_rows
 from .data.pairs import PairSet
+from .distributed import average_gradients, gather, is_main, shard
 from .errors import ClipbenchError, DivergenceError
 from .image_pipeline import ImagePipeline, TriggerFn
 from .models import ClipModel
@@ -41,7 +42,10 @@ def autocast(precision: str, device: torch.device):
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of CLIP (Radford et al., 2021), as open_clip's ``ClipLoss`` on one device."""
+    """Symmetric InfoNCE of CLIP (Radford et al., 2021), as open_clip's ``ClipLoss``: under
+    several ranks over the global batch, every rank's features gathered with their gradients
+    (:func:`clipbench.distributed.gather`)."""
+    image_features, text_features = gather(image_features), gather(text_features)
     logits = logit_scale * image_features @ text_features.t()
     labels = torch.arange(len(logits), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
@@ -239,7 +243,8 @@ def train_contrastive(
         model.eval()
         return {**_stats(progress.losses, clock), "resumed_at_step": progress.step}
     resumed_at = progress.step
-    bar = tqdm(total=total, initial=progress.step, desc=description, unit="step", leave=False, mininterval=1.0)
+    bar = tqdm(total=total, initial=progress.step, desc=description, unit="step", leave=False, mininterval=1.0,
+               disable=not is_main())
     while progress.step < total:
         epoch, offset = divmod(progress.step, steps_per_epoch)
         if offset == 0:
@@ -247,7 +252,8 @@ def train_contrastive(
                 on_epoch_start(epoch)
                 model.train()
             progress.order = generator.permutation(n)
-        batches = [progress.order[i * config.batch_size : (i + 1) * config.batch_size] for i in range(offset, steps_per_epoch)]
+        batches = [shard(progress.order[i * config.batch_size : (i + 1) * config.batch_size], config.batch_size)
+                   for i in range(offset, steps_per_epoch)]  # under several ranks, this rank's share
         for rows, batch_images in feed(data.images, batches, transform, device, clock=clock):
             batch = Batch(clip, pipeline, batch_images, [captions[i] for i in rows], rows, ids[rows], epoch, device)
             with autocast(config.precision, device):
@@ -257,6 +263,7 @@ def train_contrastive(
                 raise DivergenceError(f"{description}: non-finite loss ({loss.item()}) at step {progress.step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(model)
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -269,10 +276,11 @@ def train_contrastive(
             if len(progress.losses) % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(progress.losses[-20:]):.3f}")
             at_epoch_end = progress.step % steps_per_epoch == 0
-            if slot is not None and progress.step < total and (on_epoch_start is None or at_epoch_end) and slot.due(progress.step):
+            if (slot is not None and is_main() and progress.step < total and (on_epoch_start is None or at_epoch_end)
+                    and slot.due(progress.step)):
                 slot.save(_snapshot(model, optimizer, scheduler, generator, progress, streams, complete=False))
     bar.close()
-    if slot is not None:
+    if slot is not None and is_main():
         slot.save(_snapshot(model, optimizer, scheduler, generator, progress, streams, complete=True))
     model.eval()
     stats = _stats(progress.losses, clock)
