@@ -19,7 +19,7 @@ from typing import Optional
 
 from .cells import Cell
 from .config import stable_hash, to_dict
-from .plan import plan_cell
+from .plan import describe_stage, plan_cell
 
 #: Order of the stages in a job graph (parents before children).
 JOB_STAGES = ("data", "clean", "poison", "reference", "victim", "defense", "evaluation")
@@ -126,19 +126,6 @@ def _trains(cell: Cell, stage: str) -> bool:
     return stage == "victim"
 
 
-def _what(cell: Cell, stage: str) -> str:
-    request = cell.request
-    return {
-        "data": f"data of the {cell.preset.name} scenario",
-        "clean": f"clean {cell.preset.model} ({cell.preset.pretrained or 'pretrained by clipbench'})",
-        "poison": f"poison {request.attack} seed {request.seed}",
-        "reference": f"clean model x {request.attack} seed {request.seed}",
-        "victim": f"victim {request.attack} seed {request.seed}",
-        "defense": f"{request.defense} on {request.attack} seed {request.seed}",
-        "evaluation": f"cell {cell.name}",
-    }[stage]
-
-
 def build_job_graph(cells: list[Cell], cache_root: Path, finished: Optional[set[str]] = None,
                     settings: Optional[ClusterSettings] = None, force: bool = False) -> JobGraph:
     """The jobs that compute what ``cells`` still need.
@@ -168,7 +155,7 @@ def build_job_graph(cells: list[Cell], cache_root: Path, finished: Optional[set[
                     resources = settings.evaluation()
                 else:
                     resources = settings.training() if _trains(cell, stage) else settings.light()
-                jobs[name] = Job(name, stage, key, cell, _what(cell, stage), resources)
+                jobs[name] = Job(name, stage, key, cell, describe_stage(cell, stage), resources)
             jobs[name].cells.append(cell.name)
         parents_of = _parent_stages(cell)
         for stage, name in names.items():
@@ -177,7 +164,7 @@ def build_job_graph(cells: list[Cell], cache_root: Path, finished: Optional[set[
                 parent = names.get(parent_stage)
                 if parent and parent not in job.parents:
                     job.parents.append(parent)
-        evaluation = Job(f"evaluation-{cell.name}", "evaluation", cell.name, cell, _what(cell, "evaluation"),
+        evaluation = Job(f"evaluation-{cell.name}", "evaluation", cell.name, cell, describe_stage(cell, "evaluation"),
                          settings.evaluation(), cells=[cell.name])
         evaluation.parents = _frontier(list(names.values()), jobs)
         jobs[evaluation.name] = evaluation
@@ -193,7 +180,7 @@ def _add_data_jobs(jobs: dict[str, Job], settings: ClusterSettings) -> None:
         scenario = job.cell.preset.scenario
         name = f"data-{stable_hash(to_dict(scenario), length=10)}"
         if name not in jobs:
-            jobs[name] = Job(name, "data", name[5:], job.cell, _what(job.cell, "data"), settings.light())
+            jobs[name] = Job(name, "data", name[5:], job.cell, describe_stage(job.cell, "data"), settings.light())
         jobs[name].cells.extend(c for c in job.cells if c not in jobs[name].cells)
         job.parents.append(name)
 

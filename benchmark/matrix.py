@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .cells import Cell
-from .plan import TRAINING_STAGES, plan_cell
+from .plan import TRAINING_STAGES, describe_stage, plan_cell
 
 
 @dataclass
@@ -53,22 +53,11 @@ def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
         for stage, planned in plan_cell(cell).items():
             node = nodes.setdefault((stage, planned.key), {
                 "cached": (Path(cache_root) / stage / planned.key / "meta.json").exists(),
-                "what": _describe(cell, stage), "cells": [],
+                "what": describe_stage(cell, stage), "cells": [],
                 "trains": stage != "defense" or cell.request.defense != "none",
             })
             node["cells"].append(cell.name)
     return MatrixPlan(nodes)
-
-
-def _describe(cell: Cell, stage: str) -> str:
-    request = cell.request
-    return {
-        "clean": f"{cell.preset.model} ({cell.preset.pretrained or 'pretrained by clipbench'})",
-        "poison": f"{request.attack} seed {request.seed}",
-        "reference": f"clean model x {request.attack} seed {request.seed}",
-        "victim": f"victim {request.attack} seed {request.seed}",
-        "defense": f"{request.defense} on {request.attack} seed {request.seed}",
-    }[stage]
 
 
 def check_world(cells: list[Cell], world_size: int) -> None:

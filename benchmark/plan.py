@@ -90,3 +90,17 @@ def run_key(cell: Cell) -> str:
     versions and the digests of its methods' code."""
     return stable_hash("cell", STAGE_VERSIONS, cell.config_dict(), architecture_digest(cell.preset.model),
                        code_digests(cell))
+
+
+def describe_stage(cell: Cell, stage: str) -> str:
+    """What the artifact of ``stage`` is for ``cell``, in a few words (plans and job graphs)."""
+    request = cell.request
+    return {
+        "data": f"data of the {cell.preset.name} scenario",
+        "clean": f"{cell.preset.model} ({cell.preset.pretrained or 'pretrained by clipbench'})",
+        "poison": f"{request.attack} seed {request.seed}",
+        "reference": f"clean model x {request.attack} seed {request.seed}",
+        "victim": f"victim {request.attack} seed {request.seed}",
+        "defense": f"{request.defense} on {request.attack} seed {request.seed}",
+        "evaluation": f"cell {cell.name}",
+    }[stage]
