@@ -127,8 +127,11 @@ def optimise_patch(attack: BadClip, clean, context, start):
     import torch.nn.functional as F
     from tqdm.auto import tqdm
 
+    from clipbench.data.feed import feed
+    from clipbench.models import place
+
     config = attack.config
-    model, pipeline, device = clean.model.to(context.device), context.pipeline, context.device
+    model, pipeline, device = place(clean, context.device).model, context.pipeline, context.device
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
@@ -162,9 +165,10 @@ def optimise_patch(attack: BadClip, clean, context, start):
     progress = tqdm(total=steps, desc="optimise BadCLIP patch", unit="step", leave=False, mininterval=1.0)
     for _epoch in range(config.epochs):
         order = rng.permutation(others)
-        for start_row in range(0, max(1, len(order) - config.batch_size + 1), config.batch_size):
-            rows = order[start_row : start_row + config.batch_size]
-            clean_float = images[rows].float().to(device) / 255.0
+        batches = [order[start_row : start_row + config.batch_size]
+                   for start_row in range(0, max(1, len(order) - config.batch_size + 1), config.batch_size)]
+        for rows, batch in feed(images, batches, device=device):  # decoded ahead by workers for real-scale data
+            clean_float = batch.float().to(device) / 255.0
             canvas = torch.zeros_like(clean_float[0])
             canvas[:, y : y + p, x : x + p] = torch.sigmoid(logits_param)
             patched = clean_float * (1 - mask) + canvas * mask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -21,8 +22,9 @@ def data_group() -> None:
 @click.option("--target-share", type=float, default=0.01, show_default=True, help="fraction of pairs showing and naming the target")
 @click.option("--shard-size", type=int, default=5000, show_default=True, help="pairs per tar shard")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None, help="processes writing shards  [default: one per CPU core]")
 def synthetic_command(out: Path, pairs: int, val_images: int, classes: int, target: str, target_share: float,
-                      shard_size: int, seed: int) -> None:
+                      shard_size: int, seed: int, workers: int | None) -> None:
     """Write CC3M-like webdataset shards (the pixparse/cc3m-wds layout) and an ImageNet-style
     validation folder (WordNet-id folders) of any size, for the paper-abd preset.
 
@@ -35,11 +37,15 @@ def synthetic_command(out: Path, pairs: int, val_images: int, classes: int, targ
     from tqdm.auto import tqdm
 
     from .data.synthetic import SyntheticSpec, write_synthetic
+    from .errors import ClipbenchError
 
     spec = SyntheticSpec(pairs=pairs, val_images=val_images, classes=classes, target=target,
                          target_share=target_share, shard_size=shard_size, seed=seed)
     spec.validate()
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise ClipbenchError(f"synthetic data: --workers must be >= 1, got {workers}")
     with tqdm(total=pairs + val_images, desc="synthetic data", unit="image", mininterval=1.0) as bar:
-        written = write_synthetic(out, spec, bar.update)
+        written = write_synthetic(out, spec, bar.update, workers=workers)
     for name, path in written.items():
         click.echo(f"{name}: {path}")

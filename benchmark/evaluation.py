@@ -13,7 +13,7 @@ from .data.images import ModelImages
 from .data.pairs import PairSet
 from .image_pipeline import ImagePipeline, TriggerFn
 from .metrics import Proportion, backdoor_metrics
-from .models import ClipModel
+from .models import ClipModel, place
 from .torchvision_compat import import_open_clip
 from .training import autocast
 
@@ -24,7 +24,7 @@ def zero_shot_classifier(
     """``D x C`` class embeddings: per template normalised, averaged, re-normalised (open_clip's
     ``build_zero_shot_classifier``). Cached as an artifact by :mod:`clipbench.stages.evaluation`."""
     open_clip = import_open_clip()
-    clip.model.eval()
+    place(clip, device).model.eval()
     with torch.no_grad():
         return open_clip.build_zero_shot_classifier(
             clip.model, clip.tokenizer, classnames, [t.format for t in templates], device=device
@@ -40,12 +40,12 @@ def image_logits(
     """Logits ``N x C`` against the zero-shot classifier, one array per entry of ``triggers``
     (``None``: the clean images). Each batch is decoded once (ahead, by worker processes, for
     real-scale data; :func:`clipbench.data.feed.feed`) and scored clean and under every trigger."""
-    clip.model.eval()
+    place(clip, device).model.eval()
     batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
     out: list[list[torch.Tensor]] = [[] for _ in triggers]
     for rows, batch in tqdm(feed(images, batches, device=device), total=len(batches), desc=description, unit="batch", leave=False):
         for scores, trigger in zip(out, triggers):
-            pixel = pipeline.model_input(batch, ids[rows], trigger).to(device, non_blocking=True)
+            pixel = pipeline.model_input(batch, ids[rows], trigger, device)
             with autocast(precision, device):
                 features = clip.model.encode_image(pixel, normalize=True).float()
             scores.append((100.0 * features @ classifier).cpu())

@@ -108,6 +108,15 @@ def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> 
     return ClipModel(model=model, tokenizer=open_clip.get_tokenizer(name), name=name)
 
 
+def place(clip: ClipModel, device: torch.device) -> ClipModel:
+    """Move ``clip`` to ``device``; on a GPU its weights go channels_last, the layout cuDNN's
+    convolutions run fastest in under bf16 (a no-op for the layers of a ViT)."""
+    clip.model.to(device)
+    if device.type == "cuda":
+        clip.model.to(memory_format=torch.channels_last)
+    return clip
+
+
 def save_checkpoint(clip: ClipModel, folder: Path, extra: Optional[dict] = None) -> None:
     """Write ``model.safetensors`` and its ``model.json`` sidecar into ``folder``."""
     from safetensors.torch import save_file

@@ -29,11 +29,23 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cuda_in_use() -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")  # never imports torch (or starts CUDA) for a stage that did not
+    return torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 @contextmanager
 def measure() -> Iterator[dict]:
-    """Yield a dict filled on exit with ``wall_s`` and ``peak_rss_mib`` of the block."""
+    """Yield a dict filled on exit with ``wall_s`` and ``peak_rss_mib`` of the block, and
+    ``peak_gpu_mib`` (torch's peak allocated CUDA memory) when the block used a GPU."""
     stats: dict = {}
     resettable = _reset_peak_rss()
+    if _cuda_in_use():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     try:
         yield stats
@@ -41,3 +53,7 @@ def measure() -> Iterator[dict]:
         stats["wall_s"] = round(time.perf_counter() - start, 3)
         stats["peak_rss_mib"] = round(peak_rss_mib(), 1)
         stats["peak_rss_scope"] = "stage" if resettable else "process"
+        if _cuda_in_use():
+            import torch
+
+            stats["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -22,7 +22,7 @@ from .data.pairs import PairSet
 from .distributed import average_gradients, gather, is_main, shard
 from .errors import ClipbenchError, DivergenceError
 from .image_pipeline import ImagePipeline, TriggerFn
-from .models import ClipModel
+from .models import ClipModel, place
 from .train_config import TrainConfig
 
 
@@ -100,7 +100,7 @@ class Batch:
 
     def encode_images(self, images: Optional[torch.Tensor] = None) -> torch.Tensor:
         """L2-normalised image embeddings of ``images`` (default: the batch's)."""
-        pixel = self.pipeline.normalize(self.images if images is None else images).to(self.device, non_blocking=True)
+        pixel = self.pipeline.pixels(self.images if images is None else images, self.device)
         return F.normalize(self.clip.model.encode_image(pixel).float(), dim=-1)
 
     def encode_texts(self, captions: Optional[list[str]] = None) -> torch.Tensor:
@@ -220,7 +220,7 @@ def train_contrastive(
     from .resume import current_slot
 
     config.validate()
-    model = clip.model.to(device)
+    model = place(clip, device).model
     model.train()
     captions, n = data.captions, len(data.pairs)
     steps_per_epoch = n // config.batch_size

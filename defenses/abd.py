@@ -29,6 +29,7 @@ Choices made here (the paper does not specify them):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from clipbench.config import require
@@ -104,6 +105,7 @@ def _optimise(config: AbdConfig, context, generator, model, pipeline, device):
 
     from clipbench.attacks.base import scaled
     from clipbench.augment import simclr_view
+    from clipbench.data.feed import feed
 
     size = pipeline.size
     p = min(size, scaled(config.patch_size, size, config.reference_resolution))
@@ -112,10 +114,12 @@ def _optimise(config: AbdConfig, context, generator, model, pipeline, device):
     mean = torch.tensor(pipeline.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(pipeline.std, device=device).view(1, 3, 1, 1)
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-    progress = tqdm(range(config.craft_steps), desc="ABD craft patch", unit="step", leave=False, mininterval=1.0)
-    for _ in progress:
-        rows = rng.choice(len(context.pairs), size=min(config.craft_batch_size, len(context.pairs)), replace=False)
-        base = simclr_view(context.images[rows], generator).float().to(device) / 255.0
+    batch_size = min(config.craft_batch_size, len(context.pairs))
+    batches = [rng.choice(len(context.pairs), size=batch_size, replace=False) for _ in range(config.craft_steps)]
+    progress = tqdm(total=config.craft_steps, desc="ABD craft patch", unit="step", leave=False, mininterval=1.0)
+    for rows, images in feed(context.images, batches):  # decoded ahead by workers for real-scale data
+        progress.update(1)
+        base = simclr_view(images, generator).float().to(device) / 255.0
         brightness = torch.empty((len(rows), 1, 1, 1)).uniform_(1.0, 1.3, generator=generator).to(device)
         base = (base * brightness).clamp(0, 1)
         patched = paste(base, torch.sigmoid(logits), generator)
@@ -133,6 +137,7 @@ def _optimise(config: AbdConfig, context, generator, model, pipeline, device):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    progress.close()
     return (torch.sigmoid(logits.detach()).cpu() * 255).round().to(torch.uint8)
 
 
@@ -153,8 +158,11 @@ class Abd(FineTuneDefense):
         self.require_data(context)
         config = self.config
         generator = self.generator(context)
+        started = time.perf_counter()
         patch = craft_patch(config, context, generator) if config.use_patch else None
         context.extras["abd_patch"] = patch
+        context.extras["abd_craft"] = {"steps": config.craft_steps if patch is not None else 0,
+                                       "wall_s": round(time.perf_counter() - started, 3)}
         eda = self.eda(context) if config.use_eda else None
         rng = np.random.default_rng(context.seed)
 

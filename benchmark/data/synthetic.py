@@ -158,47 +158,87 @@ def check_disk(out: Path, needed: int) -> None:
                              f"{free / 2**30:.2f} GiB free; ask for fewer --pairs/--val-images")
 
 
-def write_pairs_shards(folder: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None) -> int:
-    """Write ``spec.pairs`` CC3M-like pairs as tar shards into ``folder``; returns the shard count."""
-    wnids, names = class_names(spec.classes, also=spec.target)
-    labels = pair_labels(spec, names)
-    rng = np.random.default_rng(spec.seed + 1)
-    shards = 0
-    for start in range(0, spec.pairs, spec.shard_size):
-        with tarfile.open(folder / f"cc3m-train-{shards:04d}.tar", "w") as tar:
-            for index in range(start, min(spec.pairs, start + spec.shard_size)):
-                label = int(labels[index])
-                width, height = web_size(rng)
-                caption = CAPTION_SHAPES[int(rng.integers(len(CAPTION_SHAPES)))].format(names[label])
-                key = f"{index:09d}"
-                _add(tar, f"{key}.jpg", jpeg_bytes(class_image(label, rng, width, height), rng))
-                _add(tar, f"{key}.txt", caption.encode())
-                _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, "width": width, "height": height,
-                                                     "status": "success", "wnid": wnids[label]}).encode())
-                if progress is not None:
-                    progress(1)
-        shards += 1
-    return shards
+def _write_shard(path: Path, spec: SyntheticSpec, shard: int, labels: np.ndarray, wnids: list[str], names: list[str]) -> int:
+    """Write shard ``shard`` (pairs ``shard * shard_size`` ...) to ``path``; its images and caption
+    shapes are drawn from a generator of its own, so a shard is the same whoever writes it."""
+    rng = np.random.default_rng([spec.seed, 1, shard])
+    start = shard * spec.shard_size
+    stop = min(spec.pairs, start + spec.shard_size)
+    with tarfile.open(path, "w") as tar:
+        for index in range(start, stop):
+            label = int(labels[index])
+            width, height = web_size(rng)
+            caption = CAPTION_SHAPES[int(rng.integers(len(CAPTION_SHAPES)))].format(names[label])
+            key = f"{index:09d}"
+            _add(tar, f"{key}.jpg", jpeg_bytes(class_image(label, rng, width, height), rng))
+            _add(tar, f"{key}.txt", caption.encode())
+            _add(tar, f"{key}.json", json.dumps({"key": key, "caption": caption, "width": width, "height": height,
+                                                 "status": "success", "wnid": wnids[label]}).encode())
+    return stop - start
 
 
-def write_val_folder(folder: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None) -> None:
-    """Write ``spec.val_images`` images over ``spec.classes`` WordNet-id folders (classes in turn)."""
-    wnids, _ = class_names(spec.classes)
-    for wnid in wnids:
-        (folder / wnid).mkdir()
-    rng = np.random.default_rng(spec.seed + 2)
-    for index in range(spec.val_images):
+def _write_val_chunk(folder: Path, spec: SyntheticSpec, chunk: int, wnids: list[str]) -> int:
+    """Write validation images ``chunk * shard_size`` ... from a generator of the chunk's own."""
+    rng = np.random.default_rng([spec.seed, 2, chunk])
+    start = chunk * spec.shard_size
+    stop = min(spec.val_images, start + spec.shard_size)
+    for index in range(start, stop):
         label = index % spec.classes
         image = class_image(label, rng, *web_size(rng))
         (folder / wnids[label] / f"ILSVRC2012_val_{index + 1:08d}.JPEG").write_bytes(jpeg_bytes(image, rng))
-        if progress is not None:
-            progress(1)
+    return stop - start
 
 
-def write_synthetic(out: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None) -> dict:
-    """Write ``out/cc3m`` (shards) and ``out/imagenet-val`` (folder), each complete or not at all.
+def _run_jobs(write: Callable[..., int], jobs: list[tuple], workers: int,
+              progress: Optional[Callable[[int], None]]) -> None:
+    """Run ``write(*job)`` for every job, in ``workers`` spawned processes when more than one."""
+    if workers <= 1 or len(jobs) <= 1:
+        done = (write(*job) for job in jobs)
+        for count in done:
+            if progress is not None:
+                progress(count)
+        return
+    import multiprocessing
+    from functools import partial
 
-    Refuses an ``out`` that already holds either, and a request larger than the free disk.
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        for count in pool.imap_unordered(partial(_star, write), jobs):
+            if progress is not None:
+                progress(count)
+
+
+def _star(write: Callable[..., int], job: tuple) -> int:
+    return write(*job)
+
+
+def write_pairs_shards(folder: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None,
+                       workers: int = 1) -> int:
+    """Write ``spec.pairs`` CC3M-like pairs as tar shards into ``folder``, ``workers`` shards at a
+    time (the shards are identical for any ``workers``); returns the shard count."""
+    wnids, names = class_names(spec.classes, also=spec.target)
+    labels = pair_labels(spec, names)
+    count = -(-spec.pairs // spec.shard_size)
+    jobs = [(folder / f"cc3m-train-{shard:04d}.tar", spec, shard, labels, wnids, names) for shard in range(count)]
+    _run_jobs(_write_shard, jobs, workers, progress)
+    return count
+
+
+def write_val_folder(folder: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None,
+                     workers: int = 1) -> None:
+    """Write ``spec.val_images`` images over ``spec.classes`` WordNet-id folders (classes in turn),
+    in chunks of ``spec.shard_size`` images, ``workers`` chunks at a time (same images for any ``workers``)."""
+    wnids, _ = class_names(spec.classes)
+    for wnid in wnids:
+        (folder / wnid).mkdir()
+    jobs = [(folder, spec, chunk, wnids) for chunk in range(-(-spec.val_images // spec.shard_size))]
+    _run_jobs(_write_val_chunk, jobs, workers, progress)
+
+
+def write_synthetic(out: Path, spec: SyntheticSpec, progress: Optional[Callable[[int], None]] = None,
+                    workers: int = 1) -> dict:
+    """Write ``out/cc3m`` (shards, ``workers`` processes) and ``out/imagenet-val`` (folder), each
+    complete or not at all. Refuses an ``out`` that already holds either, and a request larger
+    than the free disk.
     """
     spec.validate()
     out = Path(out).expanduser()
@@ -212,6 +252,6 @@ def write_synthetic(out: Path, spec: SyntheticSpec, progress: Optional[Callable[
     for name, count, write in parts:
         if count:
             with atomic_folder(out / name) as tmp:
-                write(tmp, spec, progress)
+                write(tmp, spec, progress, workers)
             written[name] = str(out / name)
     return written

@@ -15,7 +15,7 @@ from typing import Optional
 from .. import seeding
 from ..cells import Cell
 from ..image_pipeline import ImagePipeline
-from ..models import ClipModel, load_checkpoint, save_checkpoint
+from ..models import ClipModel, load_checkpoint, place, save_checkpoint
 from .poison import poisoned_training_data
 from .workspace import StageRecord, Workspace
 
@@ -33,7 +33,7 @@ def defense(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord, 
     assert source is not None, "a post-training defense needs the victim stage"
 
     def build(folder: Path) -> dict:
-        clip = load_checkpoint(source.path)
+        clip = place(load_checkpoint(source.path), ws.device)
         pipeline = ImagePipeline.from_model(clip.model)
         if training_time:
             data = poisoned_training_data(ws, cell, poison, pipeline)
