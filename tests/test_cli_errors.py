@@ -77,3 +77,9 @@ def test_usage_errors_from_click_are_one_line_too(cli_subprocess):
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("clipbench: error:")
     assert "Traceback" not in done.stderr
+
+
+def test_synthetic_data_with_no_writer_is_one_line(cli_subprocess, tmp_path):
+    done = cli_subprocess(["data", "synthetic", "--out", tmp_path / "synth", "--pairs", "10", "--workers", "0"])
+    check_one_line_error(done, "--workers must be >= 1, got 0")
+    assert not (tmp_path / "synth").exists()
