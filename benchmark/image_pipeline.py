@@ -73,17 +73,19 @@ class ImagePipeline:
         pixels = images.to(torch.float32, copy=True)  # in place below: equal to (x / 255 - mean) / std bit for bit
         return pixels.div_(255.0).sub_(mean).div_(std)
 
-    def pixels(self, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """uint8 images -> the model's float input on ``device``: the uint8 batch crosses to the
-        device (a quarter of the bytes of floats), is standardised there (:meth:`normalize`, the
-        same arithmetic on any device), and goes channels_last on a GPU (:func:`clipbench.models.place`)."""
+    def pixels(self, images: torch.Tensor, device: Optional[torch.device] = None) -> torch.Tensor:
+        """uint8 images -> the model's float input on ``device`` (default: where the images are):
+        the uint8 batch crosses to the device (a quarter of the bytes of floats), is standardised
+        there (:meth:`normalize`, the same arithmetic on any device), and goes channels_last on a
+        GPU (:func:`clipbench.models.place`)."""
+        device = images.device if device is None else torch.device(device)
         pixels = self.normalize(images.to(device, non_blocking=True))
         return pixels.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else pixels
 
     def model_input(self, images: torch.Tensor, ids: torch.Tensor, trigger: Optional[TriggerFn] = None,
-                    device: torch.device = torch.device("cpu")) -> torch.Tensor:
+                    device: Optional[torch.device] = None) -> torch.Tensor:
         """The single entry point of triggers: apply ``trigger`` (if any) in uint8 space where the
-        images were decoded, then normalise on ``device`` (:meth:`pixels`)."""
+        images were decoded, then normalise on ``device`` (default: where the images are; :meth:`pixels`)."""
         if trigger is not None:
             images = trigger(images, ids)
         return self.pixels(images, device)

@@ -109,8 +109,8 @@ def create_model(name: str, pretrained: Optional[str] = None, seed: int = 0) -> 
 
 
 def place(clip: ClipModel, device: torch.device) -> ClipModel:
-    """Move ``clip`` to ``device``; on a GPU its weights go channels_last, the layout cuDNN's
-    convolutions run fastest in under bf16 (a no-op for the layers of a ViT)."""
+    """Move ``clip`` to ``device``; on a GPU its 4-D weights go channels_last, the layout cuDNN's
+    convolutions run fastest in under bf16 (for a ViT only the patch embedding is convolutional)."""
     clip.model.to(device)
     if device.type == "cuda":
         clip.model.to(memory_format=torch.channels_last)

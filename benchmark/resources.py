@@ -39,7 +39,10 @@ def _cuda_in_use() -> bool:
 @contextmanager
 def measure() -> Iterator[dict]:
     """Yield a dict filled on exit with ``wall_s`` and ``peak_rss_mib`` of the block, and
-    ``peak_gpu_mib`` (torch's peak allocated CUDA memory) when the block used a GPU."""
+    ``peak_gpu_mib`` (torch's peak allocated CUDA memory during the block) whenever the process
+    has started CUDA by the block's end (0 for a block that allocated nothing on the GPU). A
+    nested block resets the counter, so an enclosing block reports the peak since the inner one
+    began."""
     stats: dict = {}
     resettable = _reset_peak_rss()
     if _cuda_in_use():

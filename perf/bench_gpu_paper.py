@@ -124,6 +124,8 @@ def project(measured: dict, sizes: dict) -> dict:
                  - (classifier_s if measured["references"] else 0.0))  # the clean model's, built by the first reference
     scored = 2 * sizes["eval_images"] * (len(evaluations) + len(measured["references"]))  # clean and triggered passes
     eval_rate = scored / scoring_s if scoring_s > 0 else None
+    # the whole poison stage over its steps: its set-up (loading, embedding the target images) is
+    # counted in, so this rate, and the projection from it, is an upper bound
     badclip = measured["poison"].get("badclip", {}).get("build_wall_s")
     badclip_step_s = badclip / sizes["badclip_steps"] if badclip and sizes["badclip_steps"] else None
     seconds = {
@@ -166,14 +168,19 @@ def main() -> int:
     import torch
 
     work, log = args.work, args.work / "log.txt"
+    for used in (work / "cache", work / "results"):  # cached stages would time nothing; old results would be read
+        if used.exists() and any(used.iterdir()):
+            raise SystemExit(f"{used} is not empty; give a fresh --work (the synthetic data under {work / 'data'} may stay)")
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "CLIPBENCH_WORKERS": str(args.workers), "PYTHONUNBUFFERED": "1"}
     victim_pairs, defense_pairs = args.victim_steps * args.victim_batch, args.defense_steps * args.defense_batch
     clipbench = [sys.executable, "-m", "clipbench.cli"]
     started = time.perf_counter()
     if not (work / "data" / "cc3m").exists():
-        run(clipbench + ["data", "synthetic", "--out", str(work / "data"), "--pairs", str(victim_pairs + defense_pairs + 64),
-                         "--val-images", str(args.eval_images), "--shard-size", "1000"], log, 600, env)
+        code = run(clipbench + ["data", "synthetic", "--out", str(work / "data"), "--pairs", str(victim_pairs + defense_pairs + 64),
+                                "--val-images", str(args.eval_images), "--shard-size", "1000"], log, 600, env)
+        if code != 0:
+            raise SystemExit(f"writing the synthetic data failed (exit {code}); see {log}")
     data_s = time.perf_counter() - started
     sets = {"scenario.train_data": work / "data" / "cc3m", "scenario.eval_data": work / "data" / "imagenet-val",
             "scenario.victim_size": victim_pairs, "scenario.defense_size": defense_pairs, "scenario.eval_size": args.eval_images,
@@ -198,7 +205,9 @@ def main() -> int:
     gpu = args.device.startswith("cuda")
     report = {
         "setting": {"preset": "paper-abd", "model": args.model, "pretrained": "random init",
-                    "precision": "bf16 autocast" if gpu else "fp32", "memory_format": "channels_last" if gpu else "contiguous",
+                    "precision": ("bf16 autocast in training and evaluation; BadCLIP's patch search and ABD's crafting in fp32"
+                                  if gpu else "fp32"),
+                    "memory_format": "channels_last" if gpu else "contiguous",
                     "decode_workers": args.workers, "victim_pairs": victim_pairs, "defense_pairs": defense_pairs, **sizes,
                     "craft_steps": args.craft_steps, "sets": {k: str(v) for k, v in sets.items()}},
         "device": device, "cpus": os.cpu_count(), "torch": torch.__version__, "git_commit": args.commit,

@@ -48,14 +48,15 @@ def test_synthetic_data_has_the_cc3m_and_imagenet_layouts(synthetic):
     assert len(list((synthetic / "imagenet-val").rglob("*.JPEG"))) == 40
 
 
-def test_synthetic_data_is_the_same_whichever_number_of_processes_writes_it(synthetic, tmp_path):
-    spec = SyntheticSpec(pairs=240, val_images=40, classes=10, target_share=0.1, shard_size=100, seed=3)
-    write_synthetic(tmp_path / "two", spec, workers=2)  # the fixture wrote it in one process
+def test_synthetic_data_is_the_same_whichever_number_of_processes_writes_it(tmp_path):
+    spec = SyntheticSpec(pairs=150, val_images=150, classes=10, target_share=0.1, shard_size=60, seed=3)  # 3 shards, 3 chunks
+    write_synthetic(tmp_path / "one", spec, workers=1)
+    write_synthetic(tmp_path / "two", spec, workers=2)
     for name in ("cc3m", "imagenet-val"):
-        ours = sorted(p.relative_to(synthetic / name) for p in (synthetic / name).rglob("*") if p.is_file())
+        ours = sorted(p.relative_to(tmp_path / "one" / name) for p in (tmp_path / "one" / name).rglob("*") if p.is_file())
         theirs = sorted(p.relative_to(tmp_path / "two" / name) for p in (tmp_path / "two" / name).rglob("*") if p.is_file())
         assert ours == theirs and ours
-        assert all((synthetic / name / p).read_bytes() == (tmp_path / "two" / name / p).read_bytes() for p in ours)
+        assert all((tmp_path / "one" / name / p).read_bytes() == (tmp_path / "two" / name / p).read_bytes() for p in ours)
 
 
 def test_synthetic_data_refuses_an_existing_folder_and_a_request_larger_than_the_disk(synthetic, tmp_path, monkeypatch):

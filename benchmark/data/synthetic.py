@@ -159,14 +159,15 @@ def check_disk(out: Path, needed: int) -> None:
 
 
 def _write_shard(path: Path, spec: SyntheticSpec, shard: int, labels: np.ndarray, wnids: list[str], names: list[str]) -> int:
-    """Write shard ``shard`` (pairs ``shard * shard_size`` ...) to ``path``; its images and caption
-    shapes are drawn from a generator of its own, so a shard is the same whoever writes it."""
+    """Write shard ``shard`` (pairs ``shard * shard_size`` ..., whose classes are ``labels``) to
+    ``path``; its images and caption shapes are drawn from a generator of its own, so a shard is
+    the same whoever writes it."""
     rng = np.random.default_rng([spec.seed, 1, shard])
     start = shard * spec.shard_size
     stop = min(spec.pairs, start + spec.shard_size)
     with tarfile.open(path, "w") as tar:
         for index in range(start, stop):
-            label = int(labels[index])
+            label = int(labels[index - start])
             width, height = web_size(rng)
             caption = CAPTION_SHAPES[int(rng.integers(len(CAPTION_SHAPES)))].format(names[label])
             key = f"{index:09d}"
@@ -218,7 +219,9 @@ def write_pairs_shards(folder: Path, spec: SyntheticSpec, progress: Optional[Cal
     wnids, names = class_names(spec.classes, also=spec.target)
     labels = pair_labels(spec, names)
     count = -(-spec.pairs // spec.shard_size)
-    jobs = [(folder / f"cc3m-train-{shard:04d}.tar", spec, shard, labels, wnids, names) for shard in range(count)]
+    size = spec.shard_size
+    jobs = [(folder / f"cc3m-train-{shard:04d}.tar", spec, shard, labels[shard * size : (shard + 1) * size], wnids, names)
+            for shard in range(count)]
     _run_jobs(_write_shard, jobs, workers, progress)
     return count
 
