@@ -194,8 +194,8 @@ def _run_jobs(write: Callable[..., int], jobs: list[tuple], workers: int,
               progress: Optional[Callable[[int], None]]) -> None:
     """Run ``write(*job)`` for every job, in ``workers`` spawned processes when more than one."""
     if workers <= 1 or len(jobs) <= 1:
-        done = (write(*job) for job in jobs)
-        for count in done:
+        for job in jobs:
+            count = write(*job)
             if progress is not None:
                 progress(count)
         return
