@@ -12,7 +12,7 @@ from typing import Optional
 
 from .data.scenario import ScenarioConfig
 from .registry import PRESETS
-from .train_config import PoisonConfig, Schedule, TrainConfig
+from .train_config import CYCLIP_ADAMW, PoisonConfig, Schedule, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ TINY_ATTACKS = {
 #   defense moved BadNet's ASR below 99% on the tiny preset (measured, seed 0).
 # - training-time (roclip, safeclip, and any plugin) replace the victim's training, so they get
 #   its schedule: 5 epochs, batch 128, lr 5e-4 (RoCLIP: 24 epochs, batch 512, lr 5e-5; SafeCLIP:
-#   32 epochs). SafeCLIP departs: its code has no warmup, and its ``epochs`` count the split epochs
-#   after its warm-ups, so 1 unimodal + 1 CLIP warm-up + 3 split epochs make the victim's 5.
+#   32 epochs). SafeCLIP departs: its code has no warmup steps, and its ``epochs`` count its
+#   warm-ups, so 1 unimodal + 1 CLIP warm-up + 3 split epochs make the victim's 5.
 # Method knobs at this scale: RoCLIP's pool is 2,000 captions of the 10K victim pairs (paper:
 # 21,845 of 1M+); ABD crafts its patch for 200 steps.
 TINY_SCHEDULES = {
@@ -74,7 +74,7 @@ TINY_SCHEDULES = {
 TINY_DEFENSES = {
     "abd": {"craft_steps": "200"},
     "roclip": {"pool_size": "2000"},
-    "safeclip": {"epochs": "3", "warmup_steps": "0", "unimodal_epochs": "1"},
+    "safeclip": {"warmup_steps": "0", "unimodal_epochs": "1"},
 }
 
 TINY = _register(
@@ -109,7 +109,7 @@ MICRO = _register(
         defense_overrides={
             "abd": {"craft_steps": "3", "craft_batch_size": "16"},
             "roclip": {"pool_size": "64"},
-            "safeclip": {"unimodal_epochs": "1", "clip_warmup_epochs": "1"},
+            "safeclip": {"epochs": "3", "unimodal_epochs": "1", "clip_warmup_epochs": "1"},
         },
     )
 )
@@ -142,7 +142,8 @@ PAPER_ABD = _register(
                                 eval_size=50000, target="banana", classnames="imagenet", templates="openai"),
         pretrain=TrainConfig(epochs=0),
         poison=PoisonConfig(count=1500),
-        victim=TrainConfig(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000),
+        # the CleanCLIP/BadCLIP code poisons with its CyCLIP-derived trainer, optimizer included
+        victim=TrainConfig(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000, **CYCLIP_ADAMW),
         defense_schedules={
             "post_training": Schedule(epochs=10, batch_size=64, lr=1e-5, warmup_steps=50),
             "training_time": Schedule(epochs=5, batch_size=128, lr=1e-5, warmup_steps=10000),

@@ -16,14 +16,42 @@ from .config import require
 
 
 @dataclass(frozen=True)
+class AdamWSettings:
+    """AdamW's moment decays and epsilon, and the gradient-norm clip, of a training run: the
+    method's own, not the preset's. The defaults are open_clip's training defaults (betas
+    0.9/0.98, eps 1e-6, clipping at norm 1; Radford et al., 2021 use the same betas and eps),
+    which clipbench's own pretraining and the ``tiny`` victims use. :data:`CYCLIP_ADAMW` holds the
+    settings of the CyCLIP-derived code of CleanCLIP, RoCLIP and SafeCLIP."""
+
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    grad_clip: float = 1.0
+
+    def validate(self) -> None:
+        require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        require(self.eps > 0, f"eps must be positive, got {self.eps}")
+        require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
+
+
+#: The optimizer of CleanCLIP's, RoCLIP's and SafeCLIP's released code (all derived from CyCLIP's
+#: ``src/train.py``): ``torch.optim.AdamW`` with betas (0.9, 0.999), eps 1e-8, and no gradient
+#: clipping (docs/protocol.md, "The official code, read line by line").
+CYCLIP_ADAMW = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "grad_clip": 0.0}
+
+#: The fields of :class:`AdamWSettings` (a method's, never replaced by a preset's schedule).
+ADAMW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AdamWSettings))
+
+
+@dataclass(frozen=True)
 class Schedule:
     """How long and how fast a training stage runs.
 
     Defaults follow the CLIP fine-tuning recipe of CleanCLIP and BadCLIP (AdamW, cosine schedule
-    with linear warmup, weight decay 0.1, gradient clipping at norm 1); presets set epochs, batch
-    size and learning rate for their scale. ``precision="auto"`` is bf16 autocast on GPU and fp32
-    on CPU: on this project's 2-core CPU machines bf16 autocast made the tiny ViT slower (354 vs
-    418 samples/s, measured).
+    with linear warmup, weight decay 0.1); presets set epochs, batch size and learning rate for
+    their scale. The optimizer's other settings are the method's (:class:`AdamWSettings`).
+    ``precision="auto"`` is bf16 autocast on GPU and fp32 on CPU: on this project's 2-core CPU
+    machines bf16 autocast made the tiny ViT slower (354 vs 418 samples/s, measured).
     """
 
     epochs: int = 1
@@ -32,7 +60,6 @@ class Schedule:
     weight_decay: float = 0.1
     warmup_steps: int = 50
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    grad_clip: float = 1.0
 
     def validate(self) -> None:
         require(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
@@ -40,11 +67,14 @@ class Schedule:
         require(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        require(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        if isinstance(self, AdamWSettings):
+            AdamWSettings.validate(self)
 
     def train_config(self, seed: int, **changes: Any) -> "TrainConfig":
-        """This schedule (with ``changes``) as the settings of one training run seeded by ``seed``."""
-        values = {name: getattr(self, name) for name in SCHEDULE_FIELDS}
+        """This schedule (with ``changes``) as the settings of one training run seeded by
+        ``seed``, with this config's optimizer settings when it has them (else open_clip's)."""
+        names = SCHEDULE_FIELDS + (ADAMW_FIELDS if isinstance(self, AdamWSettings) else ())
+        values = {name: getattr(self, name) for name in names}
         return TrainConfig(**{**values, **changes, "seed": seed})
 
 
@@ -58,8 +88,9 @@ def schedule_values(config: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class TrainConfig(Schedule):
-    """A :class:`Schedule` and the seed of one training run (batch order, augmentations)."""
+class TrainConfig(Schedule, AdamWSettings):
+    """A :class:`Schedule`, the optimizer's settings, and the seed of one training run (batch
+    order, augmentations)."""
 
     seed: int = 0
 

@@ -139,7 +139,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
             (no_decay if param.ndim < 2 or "logit_scale" in name else decay).append(param)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=(0.9, 0.98), eps=1e-6,
+        lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
     )
 
 
@@ -208,6 +208,7 @@ def train_contrastive(
     description: str = "train",
     device: torch.device = torch.device("cpu"),
     streams: Optional[dict[str, Any]] = None,
+    epoch_lr: Optional[Callable[[int], Optional[float]]] = None,
 ) -> dict:
     """Train ``clip`` in place on ``data`` with ``objective``.
 
@@ -215,7 +216,9 @@ def train_contrastive(
     real-scale data), each with the trigger on its rows in ``data.trigger_rows``
     (:class:`TriggerRows`). Inside a stage build the run is resumable (:mod:`clipbench.resume`):
     ``streams`` are the RNG streams the objective draws from, saved and restored with the model.
-    A non-finite loss raises :class:`DivergenceError`. Returns loss and data-feed statistics.
+    ``epoch_lr(epoch)``, when given, fixes the learning rate of the epochs for which it returns a
+    number (SafeCLIP's CLIP warm-up epoch); the others follow the cosine schedule. A non-finite
+    loss raises :class:`DivergenceError`. Returns loss and data-feed statistics.
     """
     from .resume import current_slot
 
@@ -232,7 +235,11 @@ def train_contrastive(
         return {"steps": 0, "final_loss": None}
     streams = dict(streams or {})
     optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_with_warmup(step, total, config.warmup_steps))
+    def multiplier(step: int) -> float:
+        fixed = epoch_lr(step // steps_per_epoch) if epoch_lr is not None else None
+        return fixed / config.lr if fixed is not None else cosine_with_warmup(step, total, config.warmup_steps)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
     ids = torch.as_tensor(data.pairs.ids)
     transform = TriggerRows(n, data.trigger_rows, data.trigger, ids)
     generator = np.random.default_rng(config.seed)

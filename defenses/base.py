@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from clipbench.config import require
-from clipbench.train_config import Schedule
+from clipbench.train_config import CYCLIP_ADAMW, AdamWSettings, Schedule
 
 if TYPE_CHECKING:
     import torch
@@ -100,15 +100,25 @@ class Defense:
 
 
 @dataclass(frozen=True)
-class FineTuneConfig(Schedule):
+class FineTuneConfig(Schedule, AdamWSettings):
     """The schedule of a defense that trains, defaulting to CleanCLIP's defense recipe (arXiv
     2303.03323; docs/protocol.md, "The ABD Table I setting"): batch 64, lr 1e-5, 10 epochs, 50
-    warmup steps. A preset replaces these schedule fields with its own for the defense's stage."""
+    warmup steps. A preset replaces these schedule fields with its own for the defense's stage.
+
+    The optimizer is CleanCLIP's code's (:data:`~clipbench.train_config.CYCLIP_ADAMW`: AdamW betas
+    0.9/0.999, eps 1e-8, no gradient clipping); a preset never replaces it. One departure stays:
+    weight decay skips every parameter with fewer than two dimensions and the logit scale, where
+    the code skips parameters whose names contain bn, ln, bias or logit_scale; the two rules differ
+    only on a ViT's class embedding (decayed by the code, not here)."""
 
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-5
     warmup_steps: int = 50
+    beta1: float = CYCLIP_ADAMW["beta1"]
+    beta2: float = CYCLIP_ADAMW["beta2"]
+    eps: float = CYCLIP_ADAMW["eps"]
+    grad_clip: float = CYCLIP_ADAMW["grad_clip"]
 
 
 class FineTuneDefense(Defense):
@@ -137,9 +147,10 @@ class FineTuneDefense(Defense):
         return context.model
 
     def fit(self, context: DefenseContext, objective: "Objective", data: Optional["TrainingData"] = None,
-            phase: str = "", on_epoch_start: Any = None, seed_offset: int = 0, **changes: Any) -> dict:
+            phase: str = "", on_epoch_start: Any = None, seed_offset: int = 0, epoch_lr: Any = None, **changes: Any) -> dict:
         """Train ``context.model`` on ``data`` (default: the context's) with this defense's schedule,
-        changed by ``changes`` (e.g. ``epochs=1, lr=...``); the loss statistics go to ``extras``."""
+        changed by ``changes`` (e.g. ``epochs=1, lr=...``), and ``epoch_lr`` as
+        :func:`~clipbench.training.train_contrastive` takes it; the loss statistics go to ``extras``."""
         from clipbench.training import train_contrastive
 
         self.require_data(context)
@@ -147,7 +158,7 @@ class FineTuneDefense(Defense):
         name = f"defense {self.registry_name}" + (f" {phase}" if phase else "")
         stats = train_contrastive(context.model, context.pipeline, data if data is not None else context.data, config,
                                   objective=objective, on_epoch_start=on_epoch_start, description=name, device=context.device,
-                                  streams=context.streams)
+                                  streams=context.streams, epoch_lr=epoch_lr)
         context.extras.setdefault("training", []).append({"phase": phase or "train", **stats})
         return stats
 

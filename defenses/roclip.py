@@ -1,18 +1,22 @@
 """RoCLIP (Yang et al., NeurIPS 2023, arXiv 2303.06854): a training-time defense.
 
 Training starts from the clean model on the (poisoned) training pairs. On every ``match_every``-th
-epoch each image is paired with the caption of a large, varying pool whose embedding is nearest to
-the image's, instead of with its own caption; the other epochs use the plain CLIP loss. The pool
-is redrawn from the training captions and re-embedded at the start of each matching epoch. Images
-are augmented and captions go through EDA. Defaults are the official code's: pool 21,845,
-matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1 (docs/protocol.md,
-"Training-time defense hyper-parameters"). On a preset, the schedule fields are the preset's
-training-time schedule unless the preset names RoCLIP among the methods that keep their paper's.
+epoch (the 2nd, 4th, ..., as in the official code) each image is paired with the caption of a
+large, varying pool whose embedding is nearest to the image's, instead of with its own caption;
+the loss then takes that caption's stored, detached pool embedding, so the text tower gets no
+gradient on matching epochs, as in the official code. The other epochs use the plain CLIP loss.
+Images are augmented by the official code's strong SimCLR pipeline (``simclr_strong``:
+:func:`clipbench.augment.strong_view`) and captions go through EDA. Defaults are the official
+code's: pool 21,845, matching every 2nd epoch, 24 epochs, batch 512, lr 5e-5, weight decay 0.1,
+AdamW betas 0.9/0.999, eps 1e-8, no gradient clipping (docs/protocol.md, "Training-time defense
+hyper-parameters"). On a preset, the schedule fields are the preset's training-time schedule
+unless the preset names RoCLIP among the methods that keep their paper's.
 
-Deviations from the official code: the matched caption is re-encoded by the text encoder (with
-gradients) after EDA, where the official code uses the memory bank's stored, detached embedding
-of the nearest caption; the pool is drawn once per matching epoch instead of being a FIFO updated
-every batch. Matching epochs are the 2nd, 4th, ..., as in the official code.
+Departures from the official code: the pool is drawn from the training captions once per
+matching epoch, each caption passed through EDA once, and embedded by the model at the start of
+that epoch, where the official code keeps a FIFO of the embeddings of past batches' (EDA)
+captions, refreshed every batch; at other resolutions than 224 px the augmentation's blur scales
+with the image (:func:`clipbench.augment.strong_view`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class RoClipConfig(FineTuneConfig):
     warmup_steps: int = 0
     pool_size: int = 21845
     match_every: int = 2
-    augmentation: Literal["simclr", "autoaugment", "none"] = "simclr"
+    augmentation: Literal["simclr_strong", "simclr", "autoaugment", "none"] = "simclr_strong"
     eda_rate: float = 0.1
 
     def validate(self) -> None:
@@ -50,7 +54,7 @@ class RoClipConfig(FineTuneConfig):
 class RoClip(FineTuneDefense):
     Config = RoClipConfig
     stage = "training_time"
-    description = "train on poisoned data, pairing images with nearest captions of a varying pool every 2nd epoch"
+    description = "train on poisoned data, pairing images with the nearest caption (detached) of a varying pool every 2nd epoch"
     source = "Yang et al. NeurIPS 2023 (arXiv 2303.06854); defaults from the official code"
 
     @classmethod
@@ -78,16 +82,14 @@ class RoClip(FineTuneDefense):
         def objective(batch):
             images = batch.images if config.augmentation == "none" else augment(batch.images, generator, config.augmentation)
             image_features = batch.encode_images(images)
-            if pool:
+            if pool:  # a matching epoch: the nearest pool caption's stored embedding, detached
                 with torch.no_grad():
-                    nearest = (image_features.detach() @ pool["embeddings"].t()).argmax(dim=1).tolist()
-                texts = [pool["texts"][i] for i in nearest]
-            else:
-                texts = batch.captions
-            if eda is not None:
-                texts = eda.batch(texts)
+                    nearest = (image_features.detach() @ pool["embeddings"].t()).argmax(dim=1)
+                return clip_loss(image_features, pool["embeddings"][nearest], batch.logit_scale)
+            texts = eda.batch(batch.captions) if eda is not None else batch.captions
             return clip_loss(image_features, batch.encode_texts(texts), batch.logit_scale)
 
+        self._eda = eda
         return objective
 
     def on_epoch_start(self, context, epoch: int) -> None:
@@ -101,6 +103,8 @@ class RoClip(FineTuneDefense):
             return
         captions = context.data.captions
         texts = [captions[i] for i in self._pool_rng.choice(len(captions), size=config.pool_size, replace=False)]
+        if self._eda is not None:  # the official bank holds embeddings of EDA-augmented captions
+            texts = self._eda.batch(texts)
         clip.model.eval()
         with torch.no_grad():
             embeddings = torch.cat([

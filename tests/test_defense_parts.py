@@ -94,3 +94,61 @@ def test_training_time_subset_keeps_triggers_and_poisoned_captions():
     assert picked.pairs.ids.tolist() == [1, 2, 5, 7]
     assert picked.images[:, 0, 0, 0].tolist() == [1, 2, 5, 7]
     assert picked.trigger is data.trigger
+
+
+def test_strong_view_is_seeded_keeps_uint8_and_scales_its_blur():
+    from clipbench.augment import strong_view
+
+    images = (torch.rand(6, 3, 32, 32) * 255).to(torch.uint8)
+    first = strong_view(images, torch.Generator().manual_seed(4))
+    again = strong_view(images, torch.Generator().manual_seed(4))
+    other = strong_view(images, torch.Generator().manual_seed(5))
+    assert first.dtype == torch.uint8 and first.shape == images.shape
+    assert torch.equal(first, again) and not torch.equal(first, other) and not torch.equal(first, images)
+
+
+def test_nearest_neighbour_bank_is_fifo_and_returns_bank_entries():
+    from clipbench.defenses.nn_bank import NearestNeighbourBank, nn_info_nce
+
+    bank = NearestNeighbourBank(size=4, dim=2)
+    first = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    assert torch.equal(bank.nearest(first), first)  # empty: the rows themselves
+    bank.push(first)
+    query = torch.nn.functional.normalize(torch.tensor([[0.9, 0.1], [0.2, 0.8], [1.0, 0.05]]), dim=-1)
+    assert torch.equal(bank.nearest(query), first[[0, 1, 0]])
+    bank.push(query)  # 5 entries into 4 slots: the oldest is gone
+    assert int(bank.filled) == 4 and torch.equal(bank.entries[0], query[2]) and torch.equal(bank.entries[1], first[1])
+    restored = NearestNeighbourBank(size=4, dim=2)
+    restored.load_state_dict(bank.state_dict())
+    assert torch.equal(restored.entries, bank.entries) and int(restored.cursor) == int(bank.cursor)
+    view, other = query.clone().requires_grad_(True), query.flip(0).clone().requires_grad_(True)
+    loss = nn_info_nce(restored, view, other, torch.tensor(10.0))
+    loss.backward()  # the positives are bank entries, detached: the gradient reaches both views through the other term
+    assert torch.isfinite(loss) and view.grad is not None and other.grad is not None
+    assert torch.equal(restored.entries[int(restored.cursor) - 1], query[-1])  # `view` entered the bank
+
+
+def test_safeclip_split_counts_its_warmups_and_keeps_its_first_ratio():
+    import numpy as np
+
+    from clipbench.defenses.safeclip import SafeClip, SafeClipConfig, SplitState
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="counts the warm-ups"):
+        SafeClipConfig(epochs=6).validate()
+    defense = SafeClip(SafeClipConfig(epochs=8, initial_ratio=0.15, ratio_step=0.1, max_ratio=0.85))
+
+    class Context:  # the parts of a defense context the split reads
+        class data:
+            trigger_rows = np.array([0, 1])
+
+    rng = np.random.default_rng(0)
+    similarity = np.concatenate([rng.normal(0.2, 0.02, 80), rng.normal(0.8, 0.02, 20)])
+    state = SplitState()
+    safe = defense.split(Context, state, 0, similarity)
+    assert state.ratio == pytest.approx(0.2) and safe.sum() == 20 and safe[80:].all()
+    later = defense.split(Context, state, 2, np.roll(similarity, 3))  # the ratio grows from the first fit's
+    assert later.sum() == 40 and [h["epoch"] for h in state.history] == [1, 3]
+    resumed = SplitState()
+    resumed.load_state_dict(state.state_dict())
+    assert resumed.ratio == state.ratio and resumed.history == state.history
