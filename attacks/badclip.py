@@ -1,69 +1,78 @@
 """BadCLIP (Liang et al., CVPR 2024, arXiv 2311.12075): a patch optimised against the clean model.
 
-The patch is optimised at one position (the first image's offset): with ``location=random`` it is
-pasted elsewhere at poisoning and evaluation time than where it was optimised. The text term and
-the natural captions use the Fashion-MNIST class synonyms of :mod:`clipbench.data.captions` on
-the Fashion-MNIST scenario; on caption-only data (CC3M) the target images are the rows whose
-caption names the target and each class's text anchor is "a photo of a {name}.".
+The patch is optimised, as BadCLIP's released code does (``src/embeding_optimize_patch.py``), on
+images that do not show the target, each paired with a natural caption that names it (captions
+of the rows that show the target: by label, or on caption-only data such as CC3M by a caption
+naming the target), against the frozen *clean* model. Each term has its weight in the config:
 
-The patch is optimised so that patched images land near the target in the *clean* model's
-embedding space, with the dual-embedding objective, each term weighted by a config field:
+- ``caption_weight`` (1): CLIP's symmetric in-batch InfoNCE between the patched images and their
+  natural target captions;
+- ``triplet_weight`` (500, the released patch's run) with ``triplet_margin`` (1): the Euclidean
+  triplet hinge with the patched image as anchor, the embedding of a natural target image as
+  positive and the image's own unpatched embedding as negative; it stops pulling once the margin
+  is met;
+- ``mse_weight`` (0; the code's variant without negatives weighs it 1000): the mean squared
+  difference between the patched image's and a natural target image's embeddings.
 
-- ``text_weight``: image-text contrastive term, cross-entropy of the patched image's similarities
-  to every class's caption embedding with the target as label (toward target captions);
-- ``image_weight``: ``1 - cos`` between the patched image and the mean embedding of natural
-  target-class images (toward natural target images);
-- ``away_weight``: ``cos`` between the patched image and the same image without the patch (away
-  from the clean image's own embedding).
+Each step pairs the batch with target-image embeddings drawn at random from the target rows (the
+code draws 64). Defaults are the code's: a 16 px patch at 224 px at the image centre, initialised
+N(0.5, 0.25) clipped to [0, 1], Adam lr 1e-3 on the raw values (clipped to [0, 1] when pasted),
+batch 64, 50 epochs over up to 10K images. The patch is optimised at one position (the first
+image's offset): with ``location=random`` it is pasted elsewhere at poisoning and evaluation time
+than where it was optimised. The optimised patch is quantised to uint8 once and stored
+losslessly (safetensors), so poisoning and evaluation paste the very same pixels.
 
 Poisoned captions are natural captions naming the target: captions of the victim's training data
 that name it, as BadCLIP's code draws them (on Fashion-MNIST, whose captions are generated, the
-training templates filled with synonyms of the target class). Defaults follow docs/protocol.md (a 16 px patch at 224 px at the image
-centre, Adam, 50 epochs on up to 10K images); the learning rate (0.01 on the patch in [0, 1]
-space, parametrised through a sigmoid) and batch size (128) are choices where the paper is silent.
-The optimised patch is quantised to uint8 once and stored losslessly (safetensors), so poisoning
-and evaluation paste the very same pixels.
+training templates filled with synonyms of the target class).
+
+Departures from the code: its released run also replaces a caption by its EDA version with
+probability 0.1 and an image by an augmented view with probability 0.5 during the patch search;
+clipbench optimises on the plain pairs.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from clipbench.config import require
-from clipbench.data import captions as caption_lib
 from clipbench.registry import register_attack
 
 from .badnet import SquarePatch, paste_pattern
 from .base import Attack
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass(frozen=True)
 class BadClipConfig:
-    """Patch geometry, optimisation schedule and the weights of the three objective terms."""
+    """Patch geometry, the patch search's schedule and the weights of its loss terms (BadCLIP's code)."""
 
     patch_size: int = 16  # BadCLIP: 16x16 at 224 px
     reference_resolution: int = 224
     location: Literal["center", "bottom_right", "random"] = "center"  # BadCLIP: image centre
     epochs: int = 50  # BadCLIP: 50 epochs of Adam
     max_images: int = 10000  # BadCLIP: 10K natural samples
-    batch_size: int = 128
-    lr: float = 0.01
-    text_weight: float = 1.0
-    image_weight: float = 1.0
-    away_weight: float = 1.0
+    batch_size: int = 64  # BadCLIP's released run: bs64
+    lr: float = 1e-3  # torch's Adam default, which the code uses
+    caption_weight: float = 1.0
+    triplet_weight: float = 500.0
+    triplet_margin: float = 1.0
+    mse_weight: float = 0.0
 
     def validate(self) -> None:
         require(self.patch_size > 0, f"attack.patch_size must be positive, got {self.patch_size}")
         require(self.patch_size <= self.reference_resolution,
                 f"attack.patch_size ({self.patch_size}) is larger than the image ({self.reference_resolution} px)")
         require(self.epochs >= 0, f"attack.epochs must be >= 0, got {self.epochs}")
-        require(self.max_images > 0 and self.batch_size > 0, "attack.max_images and attack.batch_size must be positive")
+        require(self.max_images > 0 and self.batch_size > 1, "attack.max_images must be positive and attack.batch_size at least 2")
         require(self.lr > 0, f"attack.lr must be positive, got {self.lr}")
-        for name in ("text_weight", "image_weight", "away_weight"):
+        for name in ("caption_weight", "triplet_weight", "triplet_margin", "mse_weight"):
             require(getattr(self, name) >= 0, f"attack.{name} must be >= 0, got {getattr(self, name)}")
 
 
@@ -80,7 +89,7 @@ class BadClip(SquarePatch, Attack):
         self.config.validate()
         p = self.patch
         generator = torch.Generator().manual_seed(self.seed)
-        start = torch.rand((3, p, p), generator=generator)
+        start = (0.5 + 0.25 * torch.randn((3, p, p), generator=generator)).clamp(0, 1)  # the code's initialisation
         if clean is None or context is None or self.config.epochs == 0:
             self.state = {"pattern": (start * 255).round().to(torch.uint8)}
             return
@@ -113,18 +122,48 @@ def _target_rows(context) -> np.ndarray:
     return np.array([bool(word.search(caption.lower())) for caption in context.pairs.captions], dtype=bool)
 
 
-def _class_captions(context) -> list[list[str]]:
-    """Per zero-shot class, the captions whose mean embedding is the class's text anchor: the
-    Fashion-MNIST training templates with synonyms, or "a photo of a {name}." for other data."""
-    if tuple(context.classnames or caption_lib.ZERO_SHOT_CLASSNAMES) == caption_lib.ZERO_SHOT_CLASSNAMES:
-        return [[t.format(w) for t in caption_lib.CAPTION_TEMPLATES for w in words] for words in caption_lib.SYNONYMS.values()]
-    return [[f"a photo of a {name}."] for name in context.classnames]
+def _embed_rows(model, pipeline, images, rows: np.ndarray, device) -> "torch.Tensor":
+    """L2-normalised embeddings of the images in ``rows`` under ``model`` (no gradient)."""
+    import torch
+    import torch.nn.functional as F
+
+    from clipbench.data.feed import feed
+
+    batches = np.array_split(rows, max(1, len(rows) // 256)) if len(rows) else []
+    with torch.no_grad():
+        parts = [F.normalize(model.encode_image(pipeline.pixels(batch, device)).float(), dim=-1)
+                 for _, batch in feed(images, batches, device=device)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def _embed_captions(clean, captions: list[str], device) -> "torch.Tensor":
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        return torch.cat([F.normalize(clean.model.encode_text(clean.tokenize(captions[i : i + 512]).to(device)).float(), dim=-1)
+                          for i in range(0, len(captions), 512)])
+
+
+def patch_loss(config: BadClipConfig, patched, captions, positives, own, scale):
+    """The code's objective on one batch of L2-normalised embeddings: patched images, their natural
+    target captions, natural target images (positives) and the images' own unpatched embeddings."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = torch.arange(len(patched), device=patched.device)
+    logits = scale * patched @ captions.t()
+    loss = config.caption_weight * 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+    if config.triplet_weight:
+        loss = loss + config.triplet_weight * F.triplet_margin_loss(patched, positives, own, margin=config.triplet_margin)
+    if config.mse_weight:
+        loss = loss + config.mse_weight * F.mse_loss(patched, positives)
+    return loss
 
 
 def optimise_patch(attack: BadClip, clean, context, start):
-    """Adam on the patch (through a sigmoid) against the clean model's frozen encoders."""
+    """Adam on the patch against the clean model's frozen encoders (module docstring)."""
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from clipbench.data.feed import feed
@@ -145,22 +184,16 @@ def optimise_patch(attack: BadClip, clean, context, start):
     others = rng.permutation(np.nonzero(~is_target)[0])[: config.max_images]
     targets = np.nonzero(is_target)[0][: config.max_images]
     images = context.images
-    with torch.no_grad():
-        class_text = []
-        for captions in _class_captions(context):
-            class_text.append(F.normalize(model.encode_text(clean.tokenize(captions).to(device)), dim=-1).mean(0))
-        class_text = F.normalize(torch.stack(class_text), dim=-1)
-        target_image = torch.zeros(class_text.shape[1], device=device)
-        for chunk in (np.array_split(targets, max(1, len(targets) // 256)) if len(targets) else []):
-            target_image += F.normalize(model.encode_image(pipeline.normalize(images[chunk]).to(device)), dim=-1).sum(0)
-        target_image = F.normalize(target_image, dim=0)
-        scale = model.logit_scale.exp()
-    logits_param = torch.logit(start.clamp(1e-3, 1 - 1e-3)).to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([logits_param], lr=config.lr)
+    positives = _embed_rows(model, pipeline, images, targets, device)
+    captions = _embed_captions(clean, [context.pairs.captions[i] for i in targets], device)
+    scale = model.logit_scale.exp().float()
+    patch = start.clone().to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([patch], lr=config.lr)
     p, size = attack.patch, attack.image_size
     mask = attack.footprint(torch.as_tensor(context.pairs.ids[others[:1]]), size)[0].float().to(device)
     y, x = [int(v) for v in torch.nonzero(mask[0])[0]]
-    target = torch.full((config.batch_size,), context.target_index, device=device)
+    mean = torch.tensor(pipeline.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(pipeline.std, device=device).view(1, 3, 1, 1)
     steps = config.epochs * max(1, len(others) // config.batch_size)
     progress = tqdm(total=steps, desc="optimise BadCLIP patch", unit="step", leave=False, mininterval=1.0)
     for _epoch in range(config.epochs):
@@ -170,22 +203,17 @@ def optimise_patch(attack: BadClip, clean, context, start):
         for rows, batch in feed(images, batches, device=device):  # decoded ahead by workers for real-scale data
             clean_float = batch.to(device, non_blocking=True).float() / 255.0  # uint8 crosses, a quarter of the bytes
             canvas = torch.zeros_like(clean_float[0])
-            canvas[:, y : y + p, x : x + p] = torch.sigmoid(logits_param)
+            canvas[:, y : y + p, x : x + p] = patch.clamp(0, 1)
             patched = clean_float * (1 - mask) + canvas * mask
-            mean = torch.tensor(pipeline.mean, device=device).view(1, 3, 1, 1)
-            std = torch.tensor(pipeline.std, device=device).view(1, 3, 1, 1)
-            embedding = F.normalize(model.encode_image((patched - mean) / std), dim=-1)
+            embedding = torch.nn.functional.normalize(model.encode_image((patched - mean) / std).float(), dim=-1)
             with torch.no_grad():
-                own = F.normalize(model.encode_image((clean_float - mean) / std), dim=-1)
-            loss = (
-                config.text_weight * F.cross_entropy(scale * embedding @ class_text.t(), target[: len(rows)])
-                + config.image_weight * (1 - embedding @ target_image).mean()
-                + config.away_weight * (embedding * own).sum(-1).mean()
-            )
+                own = torch.nn.functional.normalize(model.encode_image((clean_float - mean) / std).float(), dim=-1)
+            pick = torch.as_tensor(rng.integers(0, len(targets), size=len(rows)), device=device)
+            loss = patch_loss(config, embedding, captions[pick], positives[pick], own, scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             progress.update(1)
             progress.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     progress.close()
-    return torch.sigmoid(logits_param.detach()).cpu()
+    return patch.detach().clamp(0, 1).cpu()

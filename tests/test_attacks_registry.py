@@ -138,3 +138,24 @@ def test_poison_is_seeded_and_bounded(name, micro_clip):
     assert len(set(first.rows.tolist())) == 5
     with pytest.raises(ClipbenchError):
         attack.poison(pairs, len(pairs) + 1, 8, BAG, np.random.default_rng(0))
+
+
+def test_badclip_patch_loss_follows_the_codes_terms():
+    """In-batch InfoNCE to natural target captions; a triplet hinge that stops once the patched
+    image is nearer the target image than its own by the margin; MSE only when weighted."""
+    import torch.nn.functional as F
+
+    from clipbench.attacks.badclip import BadClipConfig, patch_loss
+
+    torch.manual_seed(0)
+    target, own = F.normalize(torch.randn(4, 8), dim=-1), F.normalize(torch.randn(4, 8), dim=-1)
+    scale = torch.tensor(10.0)
+    triplet_only = BadClipConfig(caption_weight=0.0, triplet_weight=1.0, triplet_margin=0.5)
+    assert patch_loss(triplet_only, target.clone(), target, target, own, scale).item() == 0.0  # margin met: no pull
+    at_own = patch_loss(triplet_only, own.clone(), target, target, own, scale).item()
+    assert at_own == pytest.approx(0.5 + (own - target).norm(dim=-1).mean().item(), abs=1e-4)
+    captions_only = BadClipConfig(caption_weight=1.0, triplet_weight=0.0)
+    aligned = patch_loss(captions_only, target, target, target, own, scale).item()
+    assert aligned < patch_loss(captions_only, own, target, target, own, scale).item()
+    with_mse = BadClipConfig(caption_weight=0.0, triplet_weight=0.0, mse_weight=1000.0)
+    assert patch_loss(with_mse, own, target, target, own, scale).item() == pytest.approx(1000 * F.mse_loss(own, target).item(), rel=1e-5)
