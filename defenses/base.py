@@ -43,6 +43,8 @@ class DefenseContext:
     makes model input of them), the pairs, their captions, and, for training-time defenses, the
     trigger the training loop applies to poisoned rows (a defense must not read it to decide
     anything). ``seed`` is the cell's defense sub-seed. ``extras`` is kept in the result.
+    ``origin`` is, for a post-training defense that sets ``needs_origin_model``, the clean model
+    the victim was fine-tuned from (on the paper setting the public pretrained model), frozen.
     """
 
     model: "ClipModel"
@@ -55,6 +57,7 @@ class DefenseContext:
     #: RNG streams the defense draws from while training, by name; saved and restored with the
     #: model when a stage resumes (:meth:`FineTuneDefense.stream` registers one).
     streams: dict[str, Any] = field(default_factory=dict)
+    origin: Optional["ClipModel"] = None
 
     @property
     def pairs(self) -> "PairSet":
@@ -76,6 +79,9 @@ class Defense:
     registry_name: ClassVar[str] = ""
     #: Post-training defenses that fine-tune need the scenario's clean defense split.
     needs_clean_pairs: ClassVar[bool] = True
+    #: A post-training defense that compares the victim with the model it was fine-tuned from
+    #: (ABD's two encoders) gets that model as ``DefenseContext.origin``.
+    needs_origin_model: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         validate = getattr(config, "validate", None)

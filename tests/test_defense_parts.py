@@ -55,6 +55,8 @@ def test_abd_paste_touches_only_one_square_per_image():
     patch = torch.ones((3, 4, 4))
     out = paste(images, patch, torch.Generator().manual_seed(0))
     assert ((out == 1).sum(dim=(1, 2, 3)) == 3 * 16).all()
+    corner = paste(images, patch, None, "lower_right")  # ABD's figure: the lower right corner
+    assert (corner[:, :, 12:, 12:] == 1).all() and corner.sum() == 6 * 3 * 16
 
 
 def test_abd_craft_patch_is_deterministic_and_ablations_reach_it():
@@ -69,15 +71,39 @@ def test_abd_craft_patch_is_deterministic_and_ablations_reach_it():
     images = torch.randint(0, 256, (32, 3, 16, 16), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
     from clipbench.training import TrainingData
 
+    origin = create_model("clipbench-micro-vit", seed=1)
     context = DefenseContext(clip, ImagePipeline.from_model(clip.model), TrainingData.clean(images, pairs), 0,
-                             torch.device("cpu"))
+                             torch.device("cpu"), origin=origin)
     patches = []
-    for backdoor_loss in (True, True, False):
-        config = AbdConfig(craft_steps=3, craft_batch_size=8, backdoor_loss=backdoor_loss)
+    variants = ({}, {}, {"backdoor_loss": False}, {"negatives": "poisoned"})
+    for changes in variants:
+        config = AbdConfig(craft_steps=3, craft_batch_size=8, **changes)
         patches.append(craft_patch(config, context, torch.Generator().manual_seed(5)))
     assert patches[0].dtype == torch.uint8 and patches[0].shape == (3, 2, 2)
     assert torch.equal(patches[0], patches[1])
     assert not torch.equal(patches[0], patches[2]), "the plain UAP objective gives another patch"
+    assert not torch.equal(patches[0], patches[3]), "the single-encoder variant gives another patch"
+    assert all(p.requires_grad for p in clip.model.parameters())  # the victim trains next: crafting hands it back trainable
+    context.origin = None
+    with pytest.raises(ClipbenchError, match="origin"):
+        craft_patch(AbdConfig(craft_steps=1, craft_batch_size=8), context, torch.Generator().manual_seed(5))
+
+
+def test_abd_craft_losses_contrast_the_two_encoders_and_push_away_captions():
+    import torch.nn.functional as F
+
+    from clipbench.defenses.abd import AbdConfig, craft_loss
+
+    torch.manual_seed(0)
+    collapsed = F.normalize(torch.ones(4, 8) + 0.01 * torch.randn(4, 8), dim=-1)
+    spread = F.normalize(torch.randn(4, 8), dim=-1)
+    backdoor = AbdConfig()
+    # patched images that collapse in the poisoned model, away from where the origin model puts them: low loss
+    assert craft_loss(backdoor, collapsed, spread, origin_adv=-collapsed) < craft_loss(backdoor, collapsed, spread, origin_adv=collapsed)
+    plain = AbdConfig(backdoor_loss=False, image_weight=0.0, caption_weight=5.0)
+    near = craft_loss(plain, spread, collapsed, caption=spread)  # patched images still match their captions
+    far = craft_loss(plain, spread, collapsed, caption=-spread)
+    assert far < near  # the plain UAP maximises the image-caption InfoNCE loss
 
 
 def test_training_time_subset_keeps_triggers_and_poisoned_captions():

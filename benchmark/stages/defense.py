@@ -39,8 +39,12 @@ def defense(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord, 
             data = poisoned_training_data(ws, cell, poison, pipeline)
         else:
             data = TrainingData.clean(ws.images(cell, "defense", pipeline), ws.scenario(cell).defense)
+        origin = None
+        if cell.defense_cls.needs_origin_model and not training_time:
+            origin = place(load_checkpoint(clean.path), ws.device)
+            origin.model.requires_grad_(False)
         context = DefenseContext(model=clip, pipeline=pipeline, data=data, seed=seeding.sub_seed(cell.seed, "defense"),
-                                 device=ws.device, cache_dir=str(ws.store.root))
+                                 device=ws.device, cache_dir=str(ws.store.root), origin=origin)
         defended = cell.defense_cls(cell.defense_config).run(context)
         if defended is None:
             (folder / SAME_AS_FILE).write_text(json.dumps({"stage": source.stage, "key": source.key}))
