@@ -5,7 +5,12 @@ the multimodal CLIP loss plus unimodal self-supervised losses.
 as in CleanCLIP's code (weights 1 and 1; batch 64, lr 1e-5, 10 epochs, 50 warmup steps; AutoAugment
 and EDA 0.1/0.1/0.1/0.1 with one augmented sentence; docs/protocol.md, "The ABD Table I setting"). The image augmentation is
 chosen by ``augmentation`` (see :mod:`clipbench.augment`: the default suits any resolution;
-``autoaugment`` is CleanCLIP's).
+``autoaugment`` is CleanCLIP's). The optimizer is the code's (AdamW betas 0.9/0.999, eps 1e-8, no
+gradient clipping; :class:`~clipbench.defenses.base.FineTuneConfig`).
+
+Departures from the code: each in-modal InfoNCE is averaged over both directions where the code
+takes one; EDA is redrawn for every batch where the code draws one augmented caption per sample
+when it builds the data set (docs/protocol.md, "The official code, read line by line").
 """
 
 from __future__ import annotations
