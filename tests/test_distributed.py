@@ -51,11 +51,15 @@ def test_two_ranks_train_the_stage_one_process_trains(fashion_mnist_dir, tmp_pat
     done = launch(2, run_args(two, tmp_path / "r2"))
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert len(list((tmp_path / "r2").glob("*.json"))) == 1 and done.stdout.count("results: ") == 1  # rank 0 writes
-    for stage in ("victim", "defense"):
+    # The victim trains with open_clip's AdamW eps (1e-6): the two runs agree to 1e-4. The defense
+    # trains with CleanCLIP's eps (1e-8), under which a gradient entry near zero, whose rounding
+    # depends on the order the ranks' sums take, moves its weight by up to one learning rate
+    # (micro: 1e-3) per step; the tolerance is that step.
+    for stage, tolerance in (("victim", 1e-4), ("defense", 1e-3)):
         a, b = weights(one, stage), weights(two, stage)
         assert a.keys() == b.keys()
         worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-        assert worst < 1e-4, f"{stage}: weights differ by {worst}"
+        assert worst < tolerance, f"{stage}: weights differ by {worst}"
     [r1], [r2] = (json.loads(p.read_text()) for p in (tmp_path / "r1").glob("*.json")), \
         (json.loads(p.read_text()) for p in (tmp_path / "r2").glob("*.json"))
     for metric in ("ca_top1", "asr"):
