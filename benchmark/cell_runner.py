@@ -39,6 +39,18 @@ def stored_result(results_dir: Path, cell: Cell) -> Optional[dict]:
     return None
 
 
+def logit_scales(records: dict[str, StageRecord], evaluated) -> dict[str, Optional[float]]:
+    """The CLIP temperature ``exp(logit_scale)`` of the clean model, the victim (post-training
+    defenses) and the evaluated model: how far each is from a converged CLIP's 100."""
+    from .models import checkpoint_logit_scale
+
+    scales = {"clean": checkpoint_logit_scale(records["clean"].path)}
+    if "victim" in records:
+        scales["victim"] = checkpoint_logit_scale(records["victim"].path)
+    scales["evaluated"] = float(evaluated.model.logit_scale.detach().exp())
+    return scales
+
+
 class CellRunner:
     """Runs cells in one :class:`Workspace` and writes their results to ``results_dir``."""
 
@@ -74,6 +86,7 @@ class CellRunner:
             artifacts["classifier"] = classifier_key
             result = build_result(cell, key, "ok", None, metrics, stages, artifacts, ws.device, ws.scenario(cell))
             result["clean_model_metrics"] = reference.meta["metrics"]
+            result["logit_scale"] = logit_scales(records, model)
         except ClipbenchError as error:  # divergence, data a stage cannot use...: recorded; the matrix goes on
             result = build_result(cell, key, "failed", str(error), {}, stages, artifacts, ws.device, None)
         except (RuntimeError, ValueError, FloatingPointError) as error:

@@ -27,6 +27,7 @@ class CellRequest:
     model: Optional[str] = None
     pretrained: Optional[str] = None
     overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    sweep: Optional[str] = None  # "section.key" when the cell is a point of a budget sweep (clipbench.sweep)
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,18 @@ class Cell:
         """File-system friendly name of the cell (a hash of any ``--set`` overrides appended)."""
         model = self.preset.model + (f"-{self.preset.pretrained}" if self.preset.pretrained else "")
         base = f"{self.preset.name}__{model}__{self.request.attack}__{self.request.defense}__seed{self.seed}"
-        if any(self.request.overrides.values()):
+        if self.request.sweep is not None:  # a sweep point is its own cell, apart from the same --set value
+            base += "__" + stable_hash(self.request.overrides, self.request.sweep, length=8)
+        elif any(self.request.overrides.values()):
             base += "__" + stable_hash(self.request.overrides, length=8)
         return base.replace("/", "-")
+
+    def sweep_point(self) -> Optional[dict]:
+        """``{"key": "defense.lr", "value": 1e-4}`` for a point of a budget sweep, else ``None``."""
+        if self.request.sweep is None:
+            return None
+        key = self.request.sweep.split(".", 1)[1]
+        return {"key": self.request.sweep, "value": getattr(self.defense_config, key)}
 
     def config_dict(self) -> dict:
         return {
@@ -68,6 +78,7 @@ class Cell:
             "defense": {"name": self.request.defense, "stage": self.defense_cls.stage, **to_dict(self.defense_config)},
             "overrides": self.request.overrides,
             "defense_schedule": self.defense_schedule,
+            **({"sweep": self.request.sweep} if self.request.sweep is not None else {}),
         }
 
 

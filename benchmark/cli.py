@@ -104,21 +104,34 @@ def matrix_options(func):
 @click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
 @click.option("--defense", "defenses", default="none", show_default=True, help="defense name(s), comma-separated, or 'all'")
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
+@click.option("--sweep", "sweep_text", default=None, metavar="SECTION.KEY=V1,V2,...",
+              help="run each defense that has the key once per value, a CA-ASR curve over its budget "
+                   "(e.g. defense.lr=1e-5,1e-4,5e-4 or cleanclip.epochs=5,10,20); 'clipbench report' draws the curves")
 @matrix_options
-def run_command(attacks, defenses, preset, model, pretrained, seeds, sets, cache_dir, results_dir, device, force,
-                dry_run, workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
-    """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached."""
+def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds, sets, cache_dir, results_dir, device,
+                force, dry_run, workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
+    """Run cells: clean model -> poison -> victim -> defense -> evaluation, each stage cached.
+
+    \b
+    Examples:
+      clipbench run --attack badnet --defense cleanclip
+      clipbench run --attack all --defense all --seeds 0,1,2 --results-dir results/tiny
+      clipbench run --attack blended --defense finetune,cleanclip --sweep defense.lr=1e-5,1e-4,5e-4
+    """
     from .cells import CellRequest, resolve_cell
     from .config import parse_set_options
     from .registry import ATTACKS, DEFENSES
+    from .sweep import expand, parse_sweep
 
     overrides = parse_set_options(sets)
-    cells = [
-        resolve_cell(CellRequest(preset=preset, attack=a, defense=d, seed=s, model=model, pretrained=pretrained, overrides=overrides))
+    sweep = parse_sweep(sweep_text) if sweep_text else None
+    requests = [
+        CellRequest(preset=preset, attack=a, defense=d, seed=s, model=model, pretrained=pretrained, overrides=overrides)
         for s in _int_list(seeds, "--seed")
         for a in ATTACKS.resolve_list(attacks)
         for d in DEFENSES.resolve_list(defenses)
     ]
+    cells = [resolve_cell(request) for request in expand(requests, sweep)]
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
                          timeout_min, gpus_per_job, lock_mode, save_every)
     if results is None:
@@ -236,8 +249,16 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
 @cli.command("report")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="output folder [default: RESULTS_DIR/report]")
-def report_command(results_dir: Path, out: Path | None) -> None:
-    """Build tables (CSV, Markdown, LaTeX) from the stored result JSONs."""
+@click.option("--ca-loss", default=1.0, show_default=True, type=click.FloatRange(min=0, max=100),
+              help="matched-budget view of budget sweeps: ASR where CA is at most this many points below the victim's")
+def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
+    """Build tables (CSV, Markdown, LaTeX), figures and a page from the stored result JSONs.
+
+    \b
+    Examples:
+      clipbench report --results-dir results/tiny --out results/tiny/report
+      clipbench report --results-dir sweeps --ca-loss 2
+    """
     from .cache import ensure_writable
     from .report import write_report
 
@@ -248,7 +269,7 @@ def report_command(results_dir: Path, out: Path | None) -> None:
     out = ensure_writable(out or results_dir / "report", "report directory")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        written = write_report(results_dir, out)
+        written = write_report(results_dir, out, ca_loss=ca_loss / 100)
     for warning in caught:
         click.echo(f"clipbench: warning: {warning.message}", err=True)
     for path in written:

@@ -144,6 +144,18 @@ def load_checkpoint(folder: Path) -> ClipModel:
     return clip
 
 
+def checkpoint_logit_scale(folder: Path) -> Optional[float]:
+    """The temperature (``exp(logit_scale)``) stored in a checkpoint written by
+    :func:`save_checkpoint`, read without building the model; ``None`` if it has none."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+            return float(weights.get_tensor("logit_scale").exp()) if "logit_scale" in weights.keys() else None
+    except (OSError, ValueError, RuntimeError):  # safetensors raises its own errors as these
+        return None
+
+
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` strictly; on mismatch, say which keys or shapes differ."""
     own = model.state_dict()

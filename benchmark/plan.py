@@ -101,6 +101,7 @@ def describe_stage(cell: Cell, stage: str) -> str:
         "poison": f"{request.attack} seed {request.seed}",
         "reference": f"clean model x {request.attack} seed {request.seed}",
         "victim": f"victim {request.attack} seed {request.seed}",
-        "defense": f"{request.defense} on {request.attack} seed {request.seed}",
+        "defense": f"{request.defense} on {request.attack} seed {request.seed}" + (
+            f" ({point['key']}={point['value']})" if (point := cell.sweep_point()) else ""),
         "evaluation": f"cell {cell.name}",
     }[stage]

@@ -1,5 +1,5 @@
 """Figures of the leaderboard (matplotlib, written as PNG): CA against ASR per attack, grouped ASR
-bars per defense and attack, and defense cost against ASR."""
+bars per defense and attack, defense cost against ASR, and the CA-ASR curves of budget sweeps."""
 
 from __future__ import annotations
 
@@ -93,10 +93,63 @@ def cost_vs_asr(frame: pd.DataFrame, out: Path) -> Path:
     return path
 
 
-def all_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
-    """Every figure, drawn for the setting with the most results when a folder mixes settings."""
+def tradeoff_curves(points: pd.DataFrame, out: Path, ca_loss: float) -> Path:
+    """One panel per attack: each swept defense's curve of mean CA (y) against mean ASR (x) over
+    seeds, its points in budget order (labelled with the swept value), starting at the victim for
+    post-training defenses; the victim as a star and the matched-budget accuracy as a dashed line."""
+    plt = _pyplot()
+    means = points.groupby(["attack", "defense", "sweep", "budget", "point"], dropna=False)[["ca", "asr"]].mean().reset_index()
+    victims = means[means["point"] == "victim"]
+    curves = means[means["point"] != "victim"]
+    attacks = sorted(curves["attack"].unique())
+    labels = sorted({(d, k) for d, k in zip(curves["defense"], curves["sweep"])})
+    figure, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks), 3.6), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        victim = victims[victims["attack"] == attack]
+        for i, (defense, key) in enumerate(labels):
+            curve = curves[(curves["attack"] == attack) & (curves["defense"] == defense) & (curves["sweep"] == key)]
+            curve = curve.groupby("budget")[["ca", "asr"]].mean().reset_index().sort_values("budget")
+            if curve.empty:
+                continue
+            stage = points[(points["defense"] == defense)]["stage"].iloc[0]
+            xs, ys = list(100 * curve["asr"]), list(100 * curve["ca"])
+            if stage == "post_training" and not victim.empty:
+                xs, ys = [100 * victim["asr"].iloc[0]] + xs, [100 * victim["ca"].iloc[0]] + ys
+            ax.plot(xs, ys, marker="os^vDP*Xh"[i % 9], markersize=4, label=f"{defense} ({key})")
+            for budget, x, y in zip(curve["budget"], xs[-len(curve):], ys[-len(curve):]):
+                ax.annotate(f"{budget:g}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        if not victim.empty:
+            ax.plot(100 * victim["asr"], 100 * victim["ca"], "k*", markersize=10, label="victim (no defense)")
+            ax.axhline(100 * (victim["ca"].iloc[0] - ca_loss), color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(attack)
+        ax.set_xlabel("ASR (%)")
+        ax.set_xlim(-5, 105)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("clean accuracy (%)")
+    handles, names = [], []
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    figure.legend(handles, names, loc="upper center", ncol=min(4, len(names)), bbox_to_anchor=(0.5, 1.12), frameon=False)
+    path = _save(figure, out / "tradeoff_curves.png")
+    plt.close(figure)
+    return path
+
+
+def all_plots(frame: pd.DataFrame, out: Path, points: pd.DataFrame | None = None, ca_loss: float = 0.01) -> list[Path]:
+    """Every figure, drawn for the setting with the most results when a folder mixes settings; the
+    trade-off curves when ``points`` (:func:`clipbench.curves.curve_points`) hold a sweep."""
     if frame.empty or "metric" not in frame or frame[frame["metric"] == "asr"].empty:
         return []
-    if frame["setting"].nunique() > 1:
-        frame = frame[frame["setting"] == frame["setting"].value_counts().idxmax()]
-    return [ca_vs_asr(frame, out), asr_bars(frame, out), cost_vs_asr(frame, out)]
+    own = frame[frame["sweep"].isna()]
+    frame = own if not own.empty else frame
+    setting = frame["setting"].value_counts().idxmax()
+    frame = frame[frame["setting"] == setting]
+    figures = [ca_vs_asr(frame, out), asr_bars(frame, out), cost_vs_asr(frame, out)]
+    if points is not None and not points.empty:
+        points = points[points["setting"] == setting]
+        if (points["point"] != "victim").any():
+            figures.append(tradeoff_curves(points, out, ca_loss))
+    return figures

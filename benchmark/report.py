@@ -38,18 +38,37 @@ def load_results(folder: Path) -> list[dict]:
     return sorted(results, key=lambda r: r["cell"]["name"])
 
 
+def setting_of(result: dict) -> str:
+    """The setting a cell belongs to: preset, model, pretrained weights and ``--set`` overrides.
+
+    A budget sweep's own value is not part of it: a sweep point shares the setting of the cells
+    it is compared with.
+    """
+    cell = result["cell"]
+    config = result.get("config") or {}
+    overrides = {section: dict(values) for section, values in (config.get("overrides") or {}).items()}
+    sweep = (cell.get("sweep") or {}).get("key")
+    if sweep:
+        section, key = sweep.split(".", 1)
+        overrides.get(section, {}).pop(key, None)
+    overrides = {section: values for section, values in overrides.items() if values}
+    pretrained = config.get("pretrained")
+    return f"{cell['preset']}/{cell['model']}" + (f"/{pretrained}" if pretrained else "") + (
+        " " + json.dumps(overrides, sort_keys=True) if overrides else "")
+
+
 def long_form(results: list[dict]) -> pd.DataFrame:
-    """One row per (cell, metric): value, interval, counts, status, and the cost of the defense."""
+    """One row per (cell, metric): value, interval, counts, status, the cost of the defense, and
+    the sweep key and value of a budget sweep's point (empty for the method's own budget)."""
     rows = []
     for result in results:
         cell = result["cell"]
         defense_stage = result.get("stages", {}).get("defense", {})
         cost = defense_stage.get("build", {}) or defense_stage
         base = {k: cell[k] for k in ("preset", "model", "attack", "defense", "seed")}
-        overrides = (result.get("config") or {}).get("overrides") or {}
-        pretrained = (result.get("config") or {}).get("pretrained")
-        base["setting"] = f"{cell['preset']}/{cell['model']}" + (f"/{pretrained}" if pretrained else "") + (
-            " " + json.dumps(overrides, sort_keys=True) if any(overrides.values()) else "")
+        base["setting"] = setting_of(result)
+        sweep = cell.get("sweep") or {}
+        base.update({"sweep": sweep.get("key"), "budget": sweep.get("value")})
         base.update({"status": result["status"], "provenance": (result.get("provenance") or {}).get("defense"),
                      "defense_wall_s": cost.get("wall_s"), "defense_peak_rss_mib": cost.get("peak_rss_mib")})
         if result["status"] != "ok":
@@ -65,12 +84,13 @@ def long_form(results: list[dict]) -> pd.DataFrame:
 
 
 def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Attack x defense table of ``metric`` in percent, "mean ± std (n seeds)".
+    """Attack x defense table of ``metric`` in percent, "mean ± std (n seeds)", at each method's
+    own budget (points of budget sweeps are on the curves instead, :mod:`clipbench.curves`).
 
     Only seeds of the same setting (preset, model, pretrained weights, ``--set`` overrides) are
     averaged; when a folder holds several settings, each gets its own rows.
     """
-    subset = frame[(frame["metric"] == metric) & (frame["status"] == "ok")]
+    subset = frame[(frame["metric"] == metric) & (frame["status"] == "ok") & frame["sweep"].isna()]
     if subset.empty:
         return pd.DataFrame()
     rows = ["setting", "attack"] if subset["setting"].nunique() > 1 else ["attack"]
@@ -84,9 +104,12 @@ def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return grouped.pivot(index=rows, columns="defense", values="cell").fillna("-")
 
 
-def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard") -> list[Path]:
+def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard", ca_loss: float = 0.01) -> list[Path]:
     """Write the long-form CSV, one pivot per metric (CSV, Markdown, LaTeX), the figures and a
-    self-contained HTML page into ``out``."""
+    self-contained HTML page into ``out``; with budget sweeps among the results, also their curve
+    points and the matched-budget table at ``ca_loss`` (:mod:`clipbench.curves`)."""
+    from .curves import curve_points, matched_budget, matched_table
+
     results = load_results(results_folder)
     frame = long_form(results)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,12 +130,24 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
         sections.append(f"### {label} (%)\n\n{markdown}\n")
         tables[f"{label} (%)"] = table
         written += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    points = curve_points(results)
+    matched = matched_table(matched_budget(points, ca_loss))
+    if not matched.empty:
+        write_text(out / "curve_points.csv", points.to_csv(index=False))
+        markdown = matched.to_markdown()
+        write_text(out / "matched_budget.md", markdown + "\n")
+        write_text(out / "matched_budget.csv", matched.to_csv())
+        label = f"ASR at matched budget: at most {100 * ca_loss:g} point(s) of CA below the victim (%)"
+        sections.append(f"### {label}\n\n{markdown}\n\n† a seed's curve kept its accuracy over the whole sweep: "
+                        "a larger budget may lower its ASR further.\n")
+        tables[label] = matched
+        written += [out / "curve_points.csv", out / "matched_budget.md", out / "matched_budget.csv"]
     write_text(out / "tables.md", "\n".join(sections))
     written.append(out / "tables.md")
     from .page import build_page
     from .plots import all_plots
 
-    figures = all_plots(frame, out)
+    figures = all_plots(frame, out, points, ca_loss)
     written += figures
     write_text(out / "index.html", build_page(title, tables, figures))
     written.append(out / "index.html")

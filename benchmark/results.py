@@ -90,6 +90,9 @@ def build_result(cell, run_key: str, status: str, error: Optional[str], metrics:
         },
         "evaluation": {"trigger_space": TRIGGER_SPACE},
     }
+    sweep = cell.sweep_point()
+    if sweep is not None:
+        result["cell"]["sweep"] = sweep
     if scenario is not None:
         result["evaluation"].update({
             "images": int(len(scenario.evaluation)),

@@ -107,6 +107,12 @@ def test_result_schema(runs):
         for stage, record in result["stages"].items():
             assert record["wall_s"] >= 0 and record["peak_rss_mib"] > 0, (defense, stage)
         assert {"clean", "poison", "victim", "defense"} <= set(result["artifacts"])
+        scales = result["logit_scale"]
+        assert set(scales) == {"clean", "victim", "evaluated"} and all(1 <= v <= 100 for v in scales.values())
+        if defense == "none":
+            assert scales["evaluated"] == pytest.approx(scales["victim"]), "no defense evaluates the victim itself"
+        else:
+            assert scales["evaluated"] != scales["victim"], "fine-tuning trains the temperature"
 
 
 def test_cells_share_clean_poison_and_victim_artifacts(runs):
