@@ -63,6 +63,13 @@ def expand(requests: list, sweep: Sweep | None) -> list:
     if not any(reaches(sweep, r.defense) for r in requests):
         defenses = sorted({r.defense for r in requests})
         raise ClipbenchError(f"--sweep {sweep.name}: no selected defense ({', '.join(defenses)}) has the key {sweep.key!r}")
+    for defense in sorted({r.defense for r in requests if reaches(sweep, r.defense)}):
+        from .registry import DEFENSES
+
+        value = getattr(DEFENSES.get(defense).default_config(), sweep.key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ClipbenchError(f"--sweep {sweep.name}: {defense}'s {sweep.key} is not a number; "
+                                 "a sweep varies a numeric budget (learning rate, epochs, a strength)")
     expanded = []
     for request in requests:
         if not reaches(sweep, request.defense):

@@ -137,6 +137,9 @@ def test_a_sweep_no_defense_has_or_one_that_repeats_a_set_value_is_refused():
     none = [CellRequest(preset="micro", attack="badnet", defense="none", seed=0)]
     with pytest.raises(ClipbenchError, match="no selected defense"):
         expand(none, parse_sweep("defense.lr=1e-5,1e-4"))
+    abd = [CellRequest(preset="micro", attack="badnet", defense="abd", seed=0)]
+    with pytest.raises(ClipbenchError, match="not a number"):
+        expand(abd, parse_sweep("abd.position=lower_right,random"))
     both = [CellRequest(preset="micro", attack="badnet", defense="finetune", seed=0, overrides={"defense": {"lr": "1e-4"}})]
     with pytest.raises(ClipbenchError, match="both set"):
         expand(both, parse_sweep("defense.lr=1e-5,1e-4"))
