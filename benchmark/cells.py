@@ -139,6 +139,34 @@ def _defense_config(cls: Any, preset: Preset, request: CellRequest) -> tuple[Any
     return _checked(config, f"defense {name}"), record
 
 
+def config_keys(method: Any) -> set[str]:
+    """The ``--set`` keys of an attack's or defense's config."""
+    config = method.default_config()
+    return {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+
+
+def check_generic_overrides(requests: list[CellRequest]) -> None:
+    """``--set attack.KEY`` / ``defense.KEY`` applies to the methods whose config has KEY; a key
+    that none of the requested methods has is an error (one line, with the keys they do have)."""
+    for section, registry, name_of in (("attack", ATTACKS, lambda r: r.attack), ("defense", DEFENSES, lambda r: r.defense)):
+        names = sorted({name_of(r) for r in requests if r.overrides.get(section)})
+        if not names:
+            continue
+        known = set().union(*(config_keys(registry.get(name)) for name in names))
+        for request in requests:
+            for key in request.overrides.get(section, {}):
+                if key not in known:
+                    valid = ", ".join(sorted(known)) or "none: they have no settings"
+                    raise ClipbenchError(f"--set {section}.{key}: no selected {section} ({', '.join(names)}) has this key; "
+                                         f"their keys: {valid}")
+
+
+def resolve_cells(requests: list[CellRequest]) -> list[Cell]:
+    """Check the requests' ``--set`` values against the methods they name, then resolve each."""
+    check_generic_overrides(requests)
+    return [resolve_cell(request) for request in requests]
+
+
 def resolve_cell(request: CellRequest) -> Cell:
     """Check names and overrides and build the cell's configs; raise :class:`ClipbenchError`."""
     unknown = sorted(set(request.overrides) - set(SECTIONS) - set(ATTACKS.names()) - set(DEFENSES.names()))
@@ -148,9 +176,17 @@ def resolve_cell(request: CellRequest) -> Cell:
     preset: Preset = PRESETS.get(request.preset)
     attack_cls = ATTACKS.get(request.attack)
     defense_cls = DEFENSES.get(request.defense)
-    # a cell keeps the overrides that reach it: the generic sections and its own methods' sections
+    # a cell keeps the overrides that reach it: the generic sections and its own methods' sections,
+    # and of the generic `attack` and `defense` sections the keys its own methods' configs have
     relevant = set(SECTIONS) | {request.attack, request.defense}
-    request = dataclasses.replace(request, overrides={k: v for k, v in request.overrides.items() if k in relevant and v})
+    own_keys = {"attack": config_keys(attack_cls), "defense": config_keys(defense_cls)}
+    kept = {}
+    for section, values in request.overrides.items():
+        if section in own_keys:
+            values = {k: v for k, v in values.items() if k in own_keys[section]}
+        if section in relevant and values:
+            kept[section] = values
+    request = dataclasses.replace(request, overrides=kept)
     changes: dict[str, Any] = {}
     if request.model is not None:
         from .models import check_model_name

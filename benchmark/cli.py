@@ -12,12 +12,17 @@ from .errors import ClipbenchError
 
 
 def _int_list(text: str, what: str) -> list[int]:
+    """Comma-separated integers, each once (``0,1,2``); an empty item or a repeat is an error."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise ClipbenchError(f"{what}: empty list")
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in parts]
     except ValueError:
         raise ClipbenchError(f"{what}: expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ClipbenchError(f"{what}: empty list")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ClipbenchError(f"{what} {text!r}: {', '.join(map(str, repeated))} listed twice")
     return values
 
 
@@ -118,7 +123,7 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
       clipbench run --attack all --defense all --seeds 0,1,2 --results-dir results/tiny
       clipbench run --attack blended --defense finetune,cleanclip --sweep defense.lr=1e-5,1e-4,5e-4
     """
-    from .cells import CellRequest, resolve_cell
+    from .cells import CellRequest, resolve_cells
     from .config import parse_set_options
     from .registry import ATTACKS, DEFENSES
     from .sweep import expand, parse_sweep
@@ -131,7 +136,7 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
         for a in ATTACKS.resolve_list(attacks)
         for d in DEFENSES.resolve_list(defenses)
     ]
-    cells = [resolve_cell(request) for request in expand(requests, sweep)]
+    cells = resolve_cells(expand(requests, sweep))
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
                          timeout_min, gpus_per_job, lock_mode, save_every)
     if results is None:
@@ -215,14 +220,14 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
                       workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
     """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
-    from .cells import resolve_cell
+    from .cells import resolve_cells
     from .config import parse_set_options
     from .registry import REPRODUCTIONS
     from .reproduce import cell_requests, paper_shape, side_by_side, write_outputs
 
     reproduction = REPRODUCTIONS.get(table)
     requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
-    cells = [resolve_cell(request) for request in requests]
+    cells = resolve_cells(requests)
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
                          timeout_min, gpus_per_job, lock_mode, save_every)
     from .distributed import is_main

@@ -34,7 +34,7 @@ def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None
     Example:
       clipbench show attack wanet --out wanet.png
     """
-    from .cells import CellRequest, resolve_cell
+    from .cells import CellRequest, resolve_cells
     from .config import parse_set_options
 
     check_device(device)
@@ -42,8 +42,8 @@ def show_attack(name, out, preset, model, seed, sets, cache_dir, device) -> None
         raise ClipbenchError(f"--out {out} is a directory; give a .png file name")
     if out.suffix.lower() != ".png":
         raise ClipbenchError(f"--out {out}: the gallery is written as PNG; use a .png file name")
-    cell = resolve_cell(CellRequest(preset=preset, attack=name, defense="none", seed=seed, model=model,
-                                    overrides=parse_set_options(sets)))
+    (cell,) = resolve_cells([CellRequest(preset=preset, attack=name, defense="none", seed=seed, model=model,
+                                         overrides=parse_set_options(sets))])
     from .cache import ensure_writable
 
     ensure_writable(out.parent if str(out.parent) else Path("."), "output directory")

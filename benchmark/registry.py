@@ -78,11 +78,17 @@ class Registry(Generic[T]):
         """Parse a comma-separated list of names, or ``all``, checking each name."""
         if spec.strip() == "all":
             return self.names()
-        names = [part.strip() for part in spec.split(",") if part.strip()]
+        parts = [part.strip() for part in spec.split(",")]
+        names = [part for part in parts if part]
         if not names:
             raise ClipbenchError(f"empty list of {self.kind}s")
+        if len(names) < len(parts):
+            raise ClipbenchError(f"{self.kind}s {spec!r}: an empty name between commas")
         for name in names:
             self.get(name)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ClipbenchError(f"{self.kind}s {spec!r}: {', '.join(repeated)} listed twice")
         return names
 
     def __contains__(self, name: str) -> bool:

@@ -138,6 +138,22 @@ def test_method_sections_reach_only_their_method():
         resolve_cell(request(defense="finetune", overrides={"finetune": {"pool_size": "3"}}))
 
 
+def test_generic_sections_reach_the_methods_that_have_the_key():
+    from clipbench.cells import resolve_cells
+
+    matrix = [request(attack=a, defense=d, overrides={"defense": {"lr": "1e-4"}, "attack": {"k": "8"}})
+              for a in ("badnet", "wanet") for d in ("none", "finetune")]
+    none, finetune, wanet_none, _ = resolve_cells(matrix)
+    assert finetune.defense_config.lr == 1e-4 and wanet_none.attack_config.k == 8
+    assert none.request.overrides == {}, "a key the methods lack does not reach the cell (nor its name)"
+    assert none.name == resolve_cell(request(defense="none")).name
+    assert finetune.request.overrides == {"defense": {"lr": "1e-4"}}, "BadNet has no k: the WaNet key is dropped for it"
+    with pytest.raises(ClipbenchError, match=r"--set defense.lr: no selected defense \(none\) has this key"):
+        resolve_cells([request(defense="none", overrides={"defense": {"lr": "1e-4"}})])
+    with pytest.raises(ClipbenchError, match=r"--set attack.nosuch: no selected attack \(badnet\)"):
+        resolve_cells([request(overrides={"attack": {"nosuch": "1"}})])
+
+
 def test_resolve_cell_rejects_negative_seed():
     with pytest.raises(ClipbenchError, match="seed must be >= 0"):
         resolve_cell(request(seed=-1))
