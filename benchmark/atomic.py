@@ -70,6 +70,16 @@ def write_json(path: Path | str, data: Any, indent: int | None = 2) -> Path:
     return write_text(path, json.dumps(data, indent=indent, default=str))
 
 
+def save_tensors(path: Path | str, tensors: dict, metadata: dict | None = None) -> Path:
+    """Write ``tensors`` as safetensors to ``path`` atomically, with umask permissions (safetensors
+    alone creates its files readable by their owner only)."""
+    from safetensors.torch import save_file
+
+    with atomic_file(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
 def temporary_folder(parent: Path, prefix: str) -> Path:
     """A new, uniquely named folder in ``parent`` with umask permissions (for a folder built in place)."""
     parent.mkdir(parents=True, exist_ok=True)

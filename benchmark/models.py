@@ -119,11 +119,11 @@ def place(clip: ClipModel, device: torch.device) -> ClipModel:
 
 def save_checkpoint(clip: ClipModel, folder: Path, extra: Optional[dict] = None) -> None:
     """Write ``model.safetensors`` and its ``model.json`` sidecar into ``folder``."""
-    from safetensors.torch import save_file
+    from .atomic import save_tensors
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in clip.model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE))
+    save_tensors(folder / WEIGHTS_FILE, state)
     sidecar = {"architecture": clip.name, "sha256": file_sha256(folder / WEIGHTS_FILE), **(extra or {})}
     (folder / SIDECAR_FILE).write_text(json.dumps(sidecar, indent=2))
 

@@ -145,3 +145,17 @@ def test_forced_rerun_recomputes_every_stage_with_identical_metrics(runs):
     # the first cell of the forced run rebuilt every cached stage
     for stage, record in forced[CELLS[0]]["stages"].items():
         assert record["cached"] is False, stage
+
+
+def test_results_and_artifacts_honour_the_umask(runs, cache_dir):
+    """A lab-shared cache or results folder is readable by whoever the user's umask lets read it."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    written = list(runs["results"].glob("*.json"))
+    for stage in ("clean", "poison", "reference", "victim", "defense", "classifier"):
+        written += [p for p in (cache_dir / stage).glob("*/*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in written)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, (path, oct(path.stat().st_mode))

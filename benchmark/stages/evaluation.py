@@ -29,12 +29,11 @@ def classifier(ws: Workspace, clip: ClipModel, classnames: tuple[str, ...], temp
     key = stable_hash("classifier", clip.weights_sha256, list(classnames), list(templates))
 
     def build(folder: Path) -> dict:
-        from safetensors.torch import save_file
-
+        from ..atomic import save_tensors
         from ..evaluation import zero_shot_classifier
 
         weights = zero_shot_classifier(clip, classnames, templates, ws.device)
-        save_file({"weights": weights.cpu().contiguous()}, str(folder / CLASSIFIER_FILE))
+        save_tensors(folder / CLASSIFIER_FILE, {"weights": weights.cpu().contiguous()})
         return {"model_sha256": clip.weights_sha256, "classes": len(classnames), "templates": len(templates)}
 
     return ws.artifact("classifier", key, build)

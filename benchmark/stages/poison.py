@@ -45,7 +45,7 @@ def prepare_attack(ws: Workspace, cell: Cell, clean: Optional[ClipModel], pipeli
 def poison(ws: Workspace, cell: Cell, clean: StageRecord) -> StageRecord:
     """Build the trigger artifact and the poisoned manifest of the victim split."""
     def build(folder: Path) -> dict:
-        from safetensors.torch import save_file
+        from ..atomic import save_tensors
 
         clip = load_checkpoint(clean.path)
         pipeline = ImagePipeline.from_model(clip.model)
@@ -54,7 +54,7 @@ def poison(ws: Workspace, cell: Cell, clean: StageRecord) -> StageRecord:
         manifest = attack.poison(scenario.victim, cell.preset.poison.count, scenario.target_index,
                                  scenario.language, seeding.numpy_rng(cell.seed, "poison_rows"),
                                  label_consistent=cell.preset.poison.label_consistent)
-        save_file({k: v.contiguous() for k, v in attack.state.items()}, str(folder / TRIGGER_FILE))
+        save_tensors(folder / TRIGGER_FILE, {k: v.contiguous() for k, v in attack.state.items()})
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest.to_json()))
         return {"poisoned_rows": len(manifest.rows), "image_size": pipeline.size}
 
