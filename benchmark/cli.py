@@ -26,10 +26,20 @@ def _int_list(text: str, what: str) -> list[int]:
     return values
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True, no_args_is_help=False)
 @click.version_option(package_name="clipbench")
-def cli() -> None:
-    """Benchmark backdoor defenses for CLIP models: poison, defend, measure CA and ASR."""
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Benchmark backdoor defenses for CLIP models: poison, defend, measure CA and ASR.
+
+    \b
+    Examples:
+      clipbench run --attack badnet --defense cleanclip      # one cell of the embedded default
+      clipbench list defenses
+      clipbench report --results-dir clipbench-results
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 @cli.command("list")
@@ -252,7 +262,8 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
 
 
 @cli.command("report")
-@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True)
+@click.option("--results-dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS, show_default=True,
+              help="folder of result JSONs (searched recursively)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="output folder [default: RESULTS_DIR/report]")
 @click.option("--ca-loss", default=1.0, show_default=True, type=click.FloatRange(min=0, max=100),
               help="matched-budget view of budget sweeps: ASR where CA is at most this many points below the victim's")
@@ -264,19 +275,28 @@ def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
       clipbench report --results-dir results/tiny --out results/tiny/report
       clipbench report --results-dir sweeps --ca-loss 2
     """
+    import warnings
+
     from .cache import ensure_writable
-    from .report import write_report
+    from .report import load_results, write_report
 
     if not results_dir.is_dir():
         raise ClipbenchError(f"--results-dir {results_dir} does not exist")
-    import warnings
 
-    out = ensure_writable(out or results_dir / "report", "report directory")
+    def echo_warnings(caught: list) -> None:
+        for warning in caught:
+            click.echo(f"clipbench: warning: {warning.message}", err=True)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        found = load_results(results_dir)
+    echo_warnings(caught)
+    if not found:
+        raise ClipbenchError(f"--results-dir {results_dir} holds no readable clipbench result; nothing written")
+    out = ensure_writable(out or results_dir / "report", "report directory")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")  # the files skipped were named above
         written = write_report(results_dir, out, ca_loss=ca_loss / 100)
-    for warning in caught:
-        click.echo(f"clipbench: warning: {warning.message}", err=True)
     for path in written:
         click.echo(path)
 

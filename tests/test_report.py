@@ -56,3 +56,19 @@ def test_report_command_writes_tables(cli_runner, tmp_path):
     markdown = (tmp_path / "out" / "pivot_asr.md").read_text()
     assert "blended" in markdown and "25.0" in markdown
     assert pd.read_csv(tmp_path / "out" / "results_long.csv").shape[0] == 4
+
+
+def test_report_of_a_folder_without_results_is_one_line_and_writes_nothing(cli_subprocess, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = cli_subprocess(["report", "--results-dir", empty, "--out", tmp_path / "out"])
+    assert done.returncode == 2 and done.stderr.strip().endswith("holds no readable clipbench result; nothing written")
+    (empty / "broken.json").write_text("{not json")
+    done = cli_subprocess(["report", "--results-dir", empty, "--out", tmp_path / "out"])
+    assert done.returncode == 2 and "skipping" in done.stderr and "broken.json" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_bare_clipbench_prints_help_and_exits_zero(cli_subprocess):
+    done = cli_subprocess([])
+    assert done.returncode == 0 and "Usage: clipbench" in done.stdout and "Examples:" in done.stdout
