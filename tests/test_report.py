@@ -71,4 +71,4 @@ def test_report_of_a_folder_without_results_is_one_line_and_writes_nothing(cli_s
 
 def test_bare_clipbench_prints_help_and_exits_zero(cli_subprocess):
     done = cli_subprocess([])
-    assert done.returncode == 0 and "Usage: clipbench" in done.stdout and "Examples:" in done.stdout
+    assert done.returncode == 0 and "Usage: " in done.stdout and "Examples:" in done.stdout and "run " in done.stdout
