@@ -164,10 +164,10 @@ def patch_loss(config: BadClipConfig, patched, captions, positives, own, scale):
 def optimise_patch(attack: BadClip, clean, context, start):
     """Adam on the patch against the clean model's frozen encoders (module docstring)."""
     import torch
-    from tqdm.auto import tqdm
 
     from clipbench.data.feed import feed
     from clipbench.models import place
+    from clipbench.progress import progress as progress_bar
 
     config = attack.config
     model, pipeline, device = place(clean, context.device).model, context.pipeline, context.device
@@ -195,7 +195,7 @@ def optimise_patch(attack: BadClip, clean, context, start):
     mean = torch.tensor(pipeline.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(pipeline.std, device=device).view(1, 3, 1, 1)
     steps = config.epochs * max(1, len(others) // config.batch_size)
-    progress = tqdm(total=steps, desc="optimise BadCLIP patch", unit="step", leave=False, mininterval=1.0)
+    progress = progress_bar(total=steps, desc="optimise BadCLIP patch", unit="step", leave=False, mininterval=1.0)
     for _epoch in range(config.epochs):
         order = rng.permutation(others)
         batches = [order[start_row : start_row + config.batch_size]

@@ -28,8 +28,10 @@ def _int_list(text: str, what: str) -> list[int]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True, no_args_is_help=False)
 @click.version_option(package_name="clipbench")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output: errors, warnings and results only")
+@click.option("--verbose", "-v", is_flag=True, help="progress lines every 5 s outside a terminal, and the libraries' log messages")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """Benchmark backdoor defenses for CLIP models: poison, defend, measure CA and ASR.
 
     \b
@@ -38,6 +40,16 @@ def cli(ctx: click.Context) -> None:
       clipbench list defenses
       clipbench report --results-dir clipbench-results
     """
+    import logging
+    import os
+
+    if quiet and verbose:
+        raise ClipbenchError("--quiet and --verbose exclude each other")
+    if quiet:  # through the environment, so worker processes and cluster jobs follow it too
+        os.environ["CLIPBENCH_PROGRESS"] = "off"
+    if verbose:
+        os.environ.setdefault("CLIPBENCH_PROGRESS_INTERVAL", "5")
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -210,9 +222,9 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     results_dir = ensure_writable(results_dir, "results directory")
     if is_main():
         click.echo(summary, err=True)
-    from tqdm.auto import tqdm
+    from .progress import progress as progress_bar
 
-    with tqdm(total=len(cells), desc="matrix", unit="cell", disable=len(cells) == 1 or not is_main()) as progress:
+    with progress_bar(total=len(cells), desc="matrix", unit="cell", disable=len(cells) == 1 or not is_main()) as progress:
         def on_result(result: dict) -> None:
             progress.update(1)
             progress.set_postfix_str(f"{result['cell']['name']}: {result['status']}")

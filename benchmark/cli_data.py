@@ -34,10 +34,9 @@ def synthetic_command(out: Path, pairs: int, val_images: int, classes: int, targ
       clipbench run --preset paper-abd --pretrained '' \\
         --set scenario.train_data=data/synth/cc3m --set scenario.eval_data=data/synth/imagenet-val ...
     """
-    from tqdm.auto import tqdm
-
     from .data.synthetic import SyntheticSpec, write_synthetic
     from .errors import ClipbenchError
+    from .progress import progress
 
     spec = SyntheticSpec(pairs=pairs, val_images=val_images, classes=classes, target=target,
                          target_share=target_share, shard_size=shard_size, seed=seed)
@@ -45,7 +44,7 @@ def synthetic_command(out: Path, pairs: int, val_images: int, classes: int, targ
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ClipbenchError(f"synthetic data: --workers must be >= 1, got {workers}")
-    with tqdm(total=pairs + val_images, desc="synthetic data", unit="image", mininterval=1.0) as bar:
+    with progress(total=pairs + val_images, desc="synthetic data", unit="image", mininterval=1.0) as bar:
         written = write_synthetic(out, spec, bar.update, workers=workers)
     for name, path in written.items():
         click.echo(f"{name}: {path}")

@@ -6,7 +6,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .data.feed import feed
 from .data.images import ModelImages
@@ -14,6 +13,7 @@ from .data.pairs import PairSet
 from .image_pipeline import ImagePipeline, TriggerFn
 from .metrics import Proportion, backdoor_metrics
 from .models import ClipModel, place
+from .progress import progress
 from .torchvision_compat import import_open_clip
 from .training import autocast
 
@@ -43,7 +43,7 @@ def image_logits(
     place(clip, device).model.eval()
     batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
     out: list[list[torch.Tensor]] = [[] for _ in triggers]
-    for rows, batch in tqdm(feed(images, batches, device=device), total=len(batches), desc=description, unit="batch", leave=False):
+    for rows, batch in progress(feed(images, batches, device=device), total=len(batches), desc=description, unit="batch", leave=False):
         for scores, trigger in zip(out, triggers):
             pixel = pipeline.model_input(batch, ids[rows], trigger, device)
             with autocast(precision, device):

@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data.feed import FeedClock, feed
 from .data.images import ModelImages, select_rows
@@ -23,6 +22,7 @@ from .distributed import average_gradients, gather, is_main, shard
 from .errors import ClipbenchError, DivergenceError
 from .image_pipeline import ImagePipeline, TriggerFn
 from .models import ClipModel, place
+from .progress import progress as progress_bar
 from .train_config import TrainConfig
 
 
@@ -250,8 +250,8 @@ def train_contrastive(
         model.eval()
         return {**_stats(progress.losses, clock), "resumed_at_step": progress.step}
     resumed_at = progress.step
-    bar = tqdm(total=total, initial=progress.step, desc=description, unit="step", leave=False, mininterval=1.0,
-               disable=not is_main())
+    bar = progress_bar(total=total, initial=progress.step, desc=description, unit="step", leave=False, mininterval=1.0,
+                       disable=not is_main())
     while progress.step < total:
         epoch, offset = divmod(progress.step, steps_per_epoch)
         if offset == 0:

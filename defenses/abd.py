@@ -150,11 +150,11 @@ def _optimise(config: AbdConfig, context, generator):
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
     from clipbench.attacks.base import scaled
     from clipbench.augment import simclr_view
     from clipbench.data.feed import feed
+    from clipbench.progress import progress as progress_bar
 
     model, pipeline, device = context.model.model, context.pipeline, context.device
     size = pipeline.size
@@ -169,7 +169,7 @@ def _optimise(config: AbdConfig, context, generator):
     def embed(encoder, pixels):
         return F.normalize(encoder.encode_image(pipeline.normalize(pixels * 255.0)).float(), dim=-1)
 
-    progress = tqdm(total=config.craft_steps, desc="ABD craft patch", unit="step", leave=False, mininterval=1.0)
+    progress = progress_bar(total=config.craft_steps, desc="ABD craft patch", unit="step", leave=False, mininterval=1.0)
     for rows, images in feed(context.images, batches):  # decoded ahead by workers for real-scale data
         progress.update(1)
         base = simclr_view(images, generator).float().to(device) / 255.0
