@@ -139,6 +139,23 @@ def _defense_config(cls: Any, preset: Preset, request: CellRequest) -> tuple[Any
     return _checked(config, f"defense {name}"), record
 
 
+def _check_batches(preset: Preset, defense_cls: Any, defense_config: Any) -> None:
+    """Every training batch must fit in the split it is drawn from (one line, before any training)."""
+    scenario = preset.scenario
+    splits = [("victim", preset.victim.batch_size, "victim_size", scenario.victim_size)]
+    if preset.pretrained is None:
+        splits.append(("pretrain", preset.pretrain.batch_size, "pretrain_size", scenario.pretrain_size))
+    batch = getattr(defense_config, "batch_size", None)
+    if isinstance(batch, int) and getattr(defense_config, "epochs", 1):
+        if defense_cls.stage == "training_time":
+            splits.append(("defense", batch, "victim_size", scenario.victim_size))
+        elif getattr(defense_cls, "needs_clean_pairs", False):
+            splits.append(("defense", batch, "defense_size", scenario.defense_size))
+    for section, size, split, rows in splits:
+        if size > rows:
+            raise ClipbenchError(f"{section}.batch_size ({size}) is larger than its split, scenario.{split} ({rows} pairs)")
+
+
 def config_keys(method: Any) -> set[str]:
     """The ``--set`` keys of an attack's or defense's config."""
     config = method.default_config()
@@ -205,6 +222,10 @@ def resolve_cell(request: CellRequest) -> Cell:
     if request.seed < 0:
         raise ClipbenchError(f"seed must be >= 0, got {request.seed}")
     preset = dataclasses.replace(preset, **changes)
+    if request.pretrained:  # the preset's own weights are checked by its tests; a user's path or tag here
+        from .models import check_pretrained
+
+        check_pretrained(preset.model, preset.pretrained)
     if preset.poison.count > preset.scenario.victim_size:
         raise ClipbenchError(
             f"poison.count ({preset.poison.count}) is larger than the victim split ({preset.scenario.victim_size} pairs)"
@@ -212,4 +233,5 @@ def resolve_cell(request: CellRequest) -> Cell:
     attack_config = _attack_config(attack_cls, preset, request)
     defense_config, schedule = _defense_config(defense_cls, preset, request)
     defense_cls.check_scenario(defense_config, preset.scenario)
+    _check_batches(preset, defense_cls, defense_config)
     return Cell(request, preset, attack_cls, attack_config, defense_cls, defense_config, schedule)

@@ -48,6 +48,21 @@ def check_model_name(name: str) -> None:
         )
 
 
+def check_pretrained(name: str, pretrained: str) -> None:
+    """Raise a one-line error unless ``pretrained`` is a clipbench checkpoint folder, a weights
+    file, or an open_clip tag of architecture ``name`` (checked before anything is computed)."""
+    path = Path(pretrained).expanduser()
+    if (path / SIDECAR_FILE).exists() or path.is_file() or pretrained.startswith("hf-hub:"):
+        return
+    if path.is_dir():
+        raise ClipbenchError(f"--pretrained {pretrained}: the folder holds no clipbench checkpoint ({SIDECAR_FILE} missing)")
+    tags = [] if name in MODELS.names() else list(_open_clip().list_pretrained_tags_by_model(name))
+    if pretrained in tags:
+        return
+    known = f"open_clip tags of {name}: {', '.join(tags)}" if tags else f"{name} has no open_clip pretrained tags"
+    raise ClipbenchError(f"--pretrained {pretrained}: no such checkpoint folder or file, and not a tag ({known})")
+
+
 @dataclass
 class ClipModel:
     """An open_clip model with its tokenizer and architecture name."""

@@ -13,6 +13,8 @@ from .pairs import PairSet
 from .splits import ScenarioData, split_rows
 
 DATASETS = ("fashion-mnist", "pairs")
+#: Settings of real-scale data that a Fashion-MNIST scenario does not read (and must not carry in its cache key).
+PAIRS_ONLY = ("train_data", "defense_data", "eval_data", "image_key", "caption_key", "classnames", "templates", "max_skipped")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,10 @@ class ScenarioConfig:
 
             validate_pairs_config(self)
             return
+        defaults = ScenarioConfig()
+        for name in PAIRS_ONLY:
+            require(getattr(self, name) == getattr(defaults, name),
+                    f"scenario.{name} is read only with scenario.dataset=pairs; this scenario is {self.dataset}")
         total = self.pretrain_size + self.victim_size + self.defense_size
         require(total <= 60000, f"scenario: pretrain + victim + defense sizes ({total}) exceed the 60000 training images")
         require(self.eval_size <= 10000, f"scenario.eval_size ({self.eval_size}) exceeds the 10000 test images")
