@@ -315,11 +315,12 @@ def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
 
 from .cli_cache import cache_group  # noqa: E402  (command groups of their own modules)
 from .cli_checkpoint import checkpoint_group  # noqa: E402
+from .cli_config import config_group  # noqa: E402
 from .cli_data import data_group  # noqa: E402
 from .cli_new import new_group  # noqa: E402
 from .cli_show import show_group  # noqa: E402
 
-for _group in (cache_group, checkpoint_group, data_group, new_group, show_group):
+for _group in (cache_group, checkpoint_group, config_group, data_group, new_group, show_group):
     cli.add_command(_group)
 
 

@@ -183,3 +183,16 @@ def test_resolve_cell_rejects_unknown_names():
         resolve_cell(request(attack="nosuch"))
     with pytest.raises(ClipbenchError, match="unknown defense"):
         resolve_cell(request(defense="nosuch"))
+
+
+def test_config_show_lists_keys_types_values_and_sources(cli_runner):
+    done = cli_runner(["config", "show", "cleanclip"])
+    assert done.exit_code == 0, done.output
+    lines = {line.split()[0]: line for line in done.output.splitlines() if line.strip()}
+    assert "0.0005" in lines["lr"] and "1e-05" in lines["lr"] and "preset tiny, post_training schedule" in lines["lr"]
+    assert "float" in lines["inmodal_weight"] and lines["inmodal_weight"].rstrip().endswith("default")
+    badclip = cli_runner(["config", "show", "badclip"])
+    assert "preset tiny" in [line for line in badclip.output.splitlines() if line.startswith("patch_size")][0]
+    assert cli_runner(["config", "show", "victim", "--preset", "paper-abd"]).exit_code == 0
+    unknown = cli_runner(["config", "show", "nosuch"])
+    assert unknown.exit_code != 0 and "unknown section" in str(unknown.exception)
