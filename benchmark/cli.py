@@ -309,6 +309,9 @@ def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")  # the files skipped were named above
         written = write_report(results_dir, out, ca_loss=ca_loss / 100)
+    if out / "incomplete_cells.md" in written:
+        click.echo(f"clipbench: warning: some cells failed or are missing; listed in {out / 'incomplete_cells.md'} "
+                   "and on the page", err=True)
     for path in written:
         click.echo(path)
 

@@ -104,6 +104,27 @@ def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return grouped.pivot(index=rows, columns="defense", values="cell").fillna("-")
 
 
+def incomplete_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every failed cell with its error, and every missing one: per setting, each combination of
+    the attacks, defenses and seeds found in the folder that has no result (sweep points aside)."""
+    columns = ["setting", "attack", "defense", "seed", "status", "reason"]
+    own = frame[frame["sweep"].isna()] if "sweep" in frame else frame
+    if own.empty:
+        return pd.DataFrame(columns=columns)
+    cells = own.drop_duplicates(["setting", "attack", "defense", "seed"])
+    rows = [{**{k: row[k] for k in columns[:4]}, "status": row["status"], "reason": row.get("error") or "failed"}
+            for _, row in cells[cells["status"] != "ok"].iterrows()]
+    for setting, group in cells.groupby("setting"):
+        present = set(zip(group["attack"], group["defense"], group["seed"]))
+        for attack in sorted(group["attack"].unique()):
+            for defense in sorted(group["defense"].unique()):
+                for seed in sorted(group["seed"].unique()):
+                    if (attack, defense, seed) not in present:
+                        rows.append({"setting": setting, "attack": attack, "defense": defense, "seed": seed,
+                                     "status": "missing", "reason": "no result file in the folder"})
+    return pd.DataFrame(rows, columns=columns).sort_values(["status", "attack", "defense", "seed"]).reset_index(drop=True)
+
+
 def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard", ca_loss: float = 0.01) -> list[Path]:
     """Write the long-form CSV, one pivot per metric (CSV, Markdown, LaTeX), the figures and a
     self-contained HTML page into ``out``; with budget sweeps among the results, also their curve
@@ -142,6 +163,15 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
                         "a larger budget may lower its ASR further.\n")
         tables[label] = matched
         written += [out / "curve_points.csv", out / "matched_budget.md", out / "matched_budget.csv"]
+    incomplete = incomplete_cells(frame)
+    if not incomplete.empty:
+        shown = incomplete.drop(columns="setting") if incomplete["setting"].nunique() == 1 else incomplete
+        markdown = shown.to_markdown(index=False)
+        write_text(out / "incomplete_cells.md", markdown + "\n")
+        written.append(out / "incomplete_cells.md")
+        label = f"Failed or missing cells ({len(incomplete)}): not in the tables above"
+        sections.insert(0, f"### {label}\n\n{markdown}\n")
+        tables = {label: shown.set_index(["attack", "defense", "seed"]), **tables}
     write_text(out / "tables.md", "\n".join(sections))
     written.append(out / "tables.md")
     from .page import build_page

@@ -72,3 +72,22 @@ def test_report_of_a_folder_without_results_is_one_line_and_writes_nothing(cli_s
 def test_bare_clipbench_prints_help_and_exits_zero(cli_subprocess):
     done = cli_subprocess([])
     assert done.returncode == 0 and "Usage: " in done.stdout and "Examples:" in done.stdout and "run " in done.stdout
+
+
+def test_failed_and_missing_cells_are_listed_in_the_report_and_on_the_page(cli_runner, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    cells = [fake_result("badnet", "none", 0, 0.9), fake_result("badnet", "none", 1, 0.8),
+             fake_result("badnet", "finetune", 0, 0.3), fake_result("blended", "none", 0, 0.0, status="failed")]
+    for i, cell in enumerate(cells):
+        (results / f"{i}.json").write_text(json.dumps(cell))
+    (results / "corrupt.json").write_text("{")
+    done = cli_runner(["report", "--results-dir", results, "--out", tmp_path / "out"])
+    assert done.exit_code == 0, done.output
+    listed = (tmp_path / "out" / "incomplete_cells.md").read_text()
+    assert "boom" in listed, "a failed cell is listed with its error"
+    missing = [line for line in listed.splitlines() if "missing" in line]
+    assert len(missing) == 4, listed  # 2 attacks x 2 defenses x 2 seeds, 4 present
+    assert ["blended", "finetune", "1", "missing"] in [[c.strip() for c in line.split("|")[1:5]] for line in missing]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Failed or missing cells (5)" in page and "boom" in page
