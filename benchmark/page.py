@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import html
 from pathlib import Path
 
@@ -17,7 +16,8 @@ def build_page(title: str, tables: dict[str, "object"], figures: list[Path], not
         "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}"
         "th{background:#f3f3f3}img{max-width:100%;margin:1em 0}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by <code>clipbench report</code>. "
+        "<p>Built by <code>clipbench report</code> from the result files alone (the build time is in "
+        "<code>generated.json</code>, so an unchanged leaderboard rebuilds to the same page). "
         "Cells: mean ± std over seeds (n = number of seeds), in percent.</p>",
     ]
     if notes:

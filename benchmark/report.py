@@ -181,4 +181,12 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
     written += figures
     write_text(out / "index.html", build_page(title, tables, figures))
     written.append(out / "index.html")
+    import datetime
+
+    from . import __version__
+    from .atomic import write_json
+
+    write_json(out / "generated.json", {"generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                        "clipbench_version": __version__, "results": str(results_folder), "cells": len(results)})
+    written.append(out / "generated.json")
     return written

@@ -91,3 +91,16 @@ def test_failed_and_missing_cells_are_listed_in_the_report_and_on_the_page(cli_r
     assert ["blended", "finetune", "1", "missing"] in [[c.strip() for c in line.split("|")[1:5]] for line in missing]
     page = (tmp_path / "out" / "index.html").read_text()
     assert "Failed or missing cells (5)" in page and "boom" in page
+
+
+def test_an_unchanged_folder_rebuilds_to_identical_tables_and_page(cli_runner, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for seed in (0, 1):
+        (results / f"{seed}.json").write_text(json.dumps(fake_result("badnet", "none", seed, 0.5 + seed / 10)))
+    builds = []
+    for name in ("a", "b"):
+        assert cli_runner(["report", "--results-dir", results, "--out", tmp_path / name]).exit_code == 0
+        builds.append({p.name: p.read_bytes() for p in (tmp_path / name).iterdir() if p.name != "generated.json"})
+    assert builds[0] == builds[1]
+    assert "generated_utc" in json.loads((tmp_path / "a" / "generated.json").read_text())
