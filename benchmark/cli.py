@@ -57,7 +57,13 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 @cli.command("list")
 @click.argument("what", type=click.Choice(["attacks", "defenses", "models", "presets", "reproductions"]))
 def list_command(what: str) -> None:
-    """List registered attacks, defenses, models or presets."""
+    """List registered attacks, defenses, models, presets or paper reproductions.
+
+    \b
+    Examples:
+      clipbench list defenses
+      clipbench list reproductions
+    """
     from tabulate import tabulate
 
     from .registry import ATTACKS, DEFENSES, MODELS, PRESETS
@@ -241,7 +247,19 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
 @matrix_options
 def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, results_dir, out, device, force, dry_run,
                       workers, executor, slurm_partition, timeout_min, gpus_per_job, lock_mode, save_every) -> None:
-    """Run a paper table's cells and print measured beside published numbers (see 'clipbench list reproductions')."""
+    """Run a paper table's cells and print measured beside published numbers.
+
+    TABLE is one of: abd-table1 (ABD Table I: no defense, RoCLIP, CleanCLIP and ABD against three
+    attacks), abd-table2 (Table II: fine-tuning, the adversarial patch alone, EDA alone, ABD),
+    abd-table3 (Table III: a plain UAP without the backdoor loss, and ABD); 'clipbench list
+    reproductions' lists them with their sources.
+
+    \b
+    Examples:
+      clipbench reproduce abd-table1                        # the embedded tiny setting, CPU
+      clipbench reproduce abd-table1 --preset paper-abd --set scenario.train_data=cc3m.csv \\
+          --set scenario.eval_data=imagenet/val --device cuda
+    """
     from .cells import resolve_cells
     from .config import parse_set_options
     from .registry import REPRODUCTIONS

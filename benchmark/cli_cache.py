@@ -30,7 +30,12 @@ _cache_option = click.option("--cache-dir", type=click.Path(path_type=Path), def
 @cache_group.command("ls")
 @_cache_option
 def cache_ls(cache_dir: Path | None) -> None:
-    """List artifacts with their size, parents and build time."""
+    """List artifacts with their size, parents and build time.
+
+    \b
+    Example:
+      clipbench cache ls --cache-dir ~/.cache/clipbench
+    """
     from tabulate import tabulate
 
     from .cache import list_artifacts
@@ -47,7 +52,12 @@ def cache_verify(cache_dir: Path | None) -> None:
 
     Covers every kind: checkpoints and their sidecars, triggers, manifests, zero-shot
     classifiers, reference metrics, the converted datasets and the WordNet data. A mismatch is
-    removed so it is recomputed by the next run that needs it."""
+    removed so it is recomputed by the next run that needs it.
+
+    \b
+    Example:
+      clipbench cache verify
+    """
     import shutil
 
     from .cache import list_artifacts, verify_artifact
@@ -84,7 +94,12 @@ def cache_gc(cache_dir: Path | None, results_dirs: tuple[Path, ...], dry_run: bo
     resume state of an unfinished training stage (a rerun continues from it).
 
     Run it when no `clipbench run` is using the cache: a running cell's finished parents are not
-    yet named by any result."""
+    yet named by any result.
+
+    \b
+    Example:
+      clipbench cache gc --results-dir results/tiny --dry-run
+    """
     import shutil
 
     from .cache import ArtifactStore, leftovers, list_artifacts, referenced_keys

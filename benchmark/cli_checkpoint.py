@@ -27,7 +27,13 @@ def import_command(src: Path, arch: str, out: Path, allow_pickle: bool) -> None:
     """Import SRC as a clipbench checkpoint folder.
 
     SRC is a torch.save checkpoint of the papers' code (keys 'module.' + OpenAI CLIP names, under
-    'state_dict' or bare) or a safetensors file with OpenAI CLIP key names."""
+    'state_dict' or bare) or a safetensors file with OpenAI CLIP key names.
+
+    \b
+    Example:
+      clipbench checkpoint import cleanclip_epoch_10.pt --arch RN50 --out ckpt/cleanclip --allow-pickle
+      clipbench run --preset paper-abd --pretrained ckpt/cleanclip ...
+    """
     from .checkpoints import import_checkpoint
 
     clip = import_checkpoint(src, arch, out, allow_pickle=allow_pickle)
@@ -41,7 +47,12 @@ def import_command(src: Path, arch: str, out: Path, allow_pickle: bool) -> None:
               help="openai: torch.save({'state_dict': {'module.'+key: ...}}) as the papers' code saves; "
                    "safetensors: OpenAI key names without 'module.'")
 def export_command(folder: Path, out: Path, fmt: str) -> None:
-    """Export FOLDER to a file the papers' code loads."""
+    """Export FOLDER to a file the papers' code loads.
+
+    \b
+    Example:
+      clipbench checkpoint export ~/.cache/clipbench/victim/<key> --out victim.pt
+    """
     from .checkpoints import export_checkpoint
     from .digests import file_sha256
 

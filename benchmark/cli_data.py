@@ -21,7 +21,7 @@ def data_group() -> None:
 @click.option("--target", default="banana", show_default=True, help="class some captions name (BadCLIP's natural captions)")
 @click.option("--target-share", type=float, default=0.01, show_default=True, help="fraction of pairs showing and naming the target")
 @click.option("--shard-size", type=int, default=5000, show_default=True, help="pairs per tar shard")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the images, captions and class choices")
 @click.option("--workers", type=int, default=None, help="processes writing shards  [default: one per CPU core]")
 def synthetic_command(out: Path, pairs: int, val_images: int, classes: int, target: str, target_share: float,
                       shard_size: int, seed: int, workers: int | None) -> None:

@@ -97,3 +97,21 @@ def test_synthetic_data_with_no_writer_is_one_line(cli_subprocess, tmp_path):
     done = cli_subprocess(["data", "synthetic", "--out", tmp_path / "synth", "--pairs", "10", "--workers", "0"])
     check_one_line_error(done, "--workers must be >= 1, got 0")
     assert not (tmp_path / "synth").exists()
+
+
+def test_every_command_has_examples_and_every_option_a_help_line():
+    import click
+
+    from clipbench.cli import cli
+
+    def commands(group, path):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, path + [name])
+            else:
+                yield " ".join(path + [name]), command
+
+    for name, command in commands(cli, ["clipbench"]):
+        assert "Example" in (command.help or ""), f"{name} --help has no example"
+        bare = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert not bare, f"{name}: options without help: {bare}"
