@@ -345,6 +345,17 @@ for _group in (cache_group, checkpoint_group, config_group, data_group, new_grou
     cli.add_command(_group)
 
 
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error: what happened to which file, in words."""
+    import errno
+
+    where = error.filename or "a file"
+    reasons = {errno.ENOSPC: f"no space left on the device holding {where}",
+               errno.EACCES: f"permission denied: {where}", errno.EROFS: f"{where} is on a read-only file system",
+               errno.EDQUOT: f"disk quota exceeded writing {where}", errno.ENOENT: f"{where} does not exist"}
+    return reasons.get(error.errno, f"{where}: {error.strerror or error}")
+
+
 def main() -> None:
     """Console entry point: one line and exit status 2 for input errors, never a traceback."""
     try:
@@ -361,6 +372,9 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("clipbench: interrupted", err=True)
         sys.exit(130)
+    except OSError as error:  # the file system: name the file and say what went wrong in words
+        click.echo(f"clipbench: error: {describe_os_error(error)}", err=True)
+        sys.exit(1)
     except Exception as error:  # a bug or an environment problem: still one line, with its kind
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         click.echo(f"clipbench: error: {type(error).__name__}: {first}", err=True)

@@ -115,3 +115,14 @@ def test_every_command_has_examples_and_every_option_a_help_line():
         assert "Example" in (command.help or ""), f"{name} --help has no example"
         bare = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
         assert not bare, f"{name}: options without help: {bare}"
+
+
+def test_file_system_errors_name_the_file_and_the_reason():
+    import errno
+
+    from clipbench.cli import describe_os_error
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/cache/victim/x/model.safetensors")
+    assert describe_os_error(full) == "no space left on the device holding /data/cache/victim/x/model.safetensors"
+    assert describe_os_error(OSError(errno.EACCES, "Permission denied", "/shared/results")) == "permission denied: /shared/results"
+    assert describe_os_error(OSError(errno.EIO, "Input/output error", "/x")) == "/x: Input/output error"
