@@ -18,14 +18,16 @@ from .atomic import write_text
 from .results import SCHEMA_VERSION
 
 METRICS = ("ca_top1", "asr", "asr_all", "ra")
-LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA",
-          "clean_model_ca_top1": "clean model CA", "clean_model_asr": "clean model ASR (trigger before poisoning)"}
+REPORT_META = "generated.json"  # the report's build time and version, kept apart from its tables and page
+LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA"}
 
 
 def load_results(folder: Path) -> list[dict]:
     """Every clipbench result JSON under ``folder`` (recursively), sorted by cell name."""
     results = []
     for path in sorted(Path(folder).rglob("*.json")):
+        if path.name == REPORT_META:  # a report built inside the results folder
+            continue
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as error:
@@ -34,6 +36,7 @@ def load_results(folder: Path) -> list[dict]:
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "cell" not in data:
             warnings.warn(f"skipping {path}: not a clipbench result (schema {SCHEMA_VERSION})", stacklevel=2)
             continue
+        data["_file"] = str(path.relative_to(Path(folder)))  # where it was read from (not stored): the page links to it
         results.append(data)
     return sorted(results, key=lambda r: r["cell"]["name"])
 
@@ -68,7 +71,7 @@ def long_form(results: list[dict]) -> pd.DataFrame:
         base = {k: cell[k] for k in ("preset", "model", "attack", "defense", "seed")}
         base["setting"] = setting_of(result)
         sweep = cell.get("sweep") or {}
-        base.update({"sweep": sweep.get("key"), "budget": sweep.get("value")})
+        base.update({"sweep": sweep.get("key"), "budget": sweep.get("value"), "file": result.get("_file")})
         base.update({"status": result["status"], "provenance": (result.get("provenance") or {}).get("defense"),
                      "defense_wall_s": cost.get("wall_s"), "defense_peak_rss_mib": cost.get("peak_rss_mib")})
         if result["status"] != "ok":
@@ -96,11 +99,7 @@ def pivot(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = ["setting", "attack"] if subset["setting"].nunique() > 1 else ["attack"]
     grouped = subset.groupby(rows + ["defense"])["value"].agg(["mean", "std", "count"]).reset_index()
 
-    def fmt(row) -> str:
-        std = 0.0 if pd.isna(row["std"]) else row["std"]
-        return f"{100 * row['mean']:.1f} ± {100 * std:.1f} (n={int(row['count'])})"
-
-    grouped["cell"] = grouped.apply(fmt, axis=1)
+    grouped["cell"] = grouped.apply(lambda row: format_cell(row["mean"], row["std"], int(row["count"])), axis=1)
     return grouped.pivot(index=rows, columns="defense", values="cell").fillna("-")
 
 
@@ -125,11 +124,45 @@ def incomplete_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).sort_values(["status", "attack", "defense", "seed"]).reset_index(drop=True)
 
 
+def clean_model_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The clean model's CA and ASR under each attack's trigger, once per attack (every cell of an
+    attack and seed reads the same clean model), mean ± std over seeds."""
+    subset = frame[frame["metric"].isin(["clean_model_ca_top1", "clean_model_asr"]) & (frame["status"] == "ok")]
+    if subset.empty:
+        return pd.DataFrame()
+    rows = ["setting", "attack"] if subset["setting"].nunique() > 1 else ["attack"]
+    once = subset.drop_duplicates(rows + ["seed", "metric"])
+    table = once.groupby(rows + ["metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+    table["cell"] = table.apply(lambda row: format_cell(row["mean"], row["std"], int(row["count"])), axis=1)
+    wide = table.pivot(index=rows, columns="metric", values="cell")
+    wide = wide[[c for c in ("clean_model_ca_top1", "clean_model_asr") if c in wide]]
+    return wide.rename(columns={"clean_model_ca_top1": "clean model CA", "clean_model_asr": "clean model ASR"})
+
+
+def format_cell(mean: float, std: float, count: int) -> str:
+    """Percent, "mean ± std (n=k)"; a single seed has no spread to show."""
+    if count > 1 and not pd.isna(std):
+        return f"{100 * mean:.1f} ± {100 * std:.1f} (n={count})"
+    return f"{100 * mean:.1f} (n={count})"
+
+
+def _write_table(out: Path, stem: str, table: pd.DataFrame, latex: bool = True) -> list[Path]:
+    paths = [out / f"{stem}.csv", out / f"{stem}.md"]
+    write_text(paths[0], table.to_csv())
+    write_text(paths[1], table.to_markdown() + "\n")
+    if latex:
+        paths.append(out / f"{stem}.tex")
+        write_text(paths[2], table.to_latex())
+    return paths
+
+
 def write_report(results_folder: Path, out: Path, title: str = "clipbench leaderboard", ca_loss: float = 0.01) -> list[Path]:
-    """Write the long-form CSV, one pivot per metric (CSV, Markdown, LaTeX), the figures and a
-    self-contained HTML page into ``out``; with budget sweeps among the results, also their curve
-    points and the matched-budget table at ``ca_loss`` (:mod:`clipbench.curves`)."""
+    """Write the long-form CSV, one pivot per metric (CSV, Markdown, LaTeX), the clean model's
+    numbers, the failed and missing cells, the figures and a self-contained HTML page into
+    ``out``; with budget sweeps among the results, also their curve points and the matched-budget
+    table at ``ca_loss`` (:mod:`clipbench.curves`)."""
     from .curves import curve_points, matched_budget, matched_table
+    from .page_data import page_for
 
     results = load_results(results_folder)
     frame = long_form(results)
@@ -137,56 +170,47 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
     written = [out / "results_long.csv"]
     write_text(written[0], frame.to_csv(index=False))
     sections = []
-    tables = {}
-    for metric in METRICS + ("clean_model_ca_top1", "clean_model_asr"):
-        table = pivot(frame, metric)
-        if table.empty:
-            continue
-        stem = out / f"pivot_{metric}"
-        write_text(stem.with_suffix(".csv"), table.to_csv())
-        write_text(stem.with_suffix(".tex"), table.to_latex())
-        markdown = table.to_markdown()
-        write_text(stem.with_suffix(".md"), markdown + "\n")
-        label = LABELS[metric]
-        sections.append(f"### {label} (%)\n\n{markdown}\n")
-        tables[f"{label} (%)"] = table
-        written += [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
-    points = curve_points(results)
-    matched = matched_table(matched_budget(points, ca_loss))
-    if not matched.empty:
-        write_text(out / "curve_points.csv", points.to_csv(index=False))
-        markdown = matched.to_markdown()
-        write_text(out / "matched_budget.md", markdown + "\n")
-        write_text(out / "matched_budget.csv", matched.to_csv())
-        label = f"ASR at matched budget: at most {100 * ca_loss:g} point(s) of CA below the victim (%)"
-        sections.append(f"### {label}\n\n{markdown}\n\n† a seed's curve kept its accuracy over the whole sweep: "
-                        "a larger budget may lower its ASR further.\n")
-        tables[label] = matched
-        written += [out / "curve_points.csv", out / "matched_budget.md", out / "matched_budget.csv"]
     incomplete = incomplete_cells(frame)
     if not incomplete.empty:
         shown = incomplete.drop(columns="setting") if incomplete["setting"].nunique() == 1 else incomplete
-        markdown = shown.to_markdown(index=False)
-        write_text(out / "incomplete_cells.md", markdown + "\n")
+        write_text(out / "incomplete_cells.md", shown.to_markdown(index=False) + "\n")
         written.append(out / "incomplete_cells.md")
-        label = f"Failed or missing cells ({len(incomplete)}): not in the tables above"
-        sections.insert(0, f"### {label}\n\n{markdown}\n")
-        tables = {label: shown.set_index(["attack", "defense", "seed"]), **tables}
+        sections.append(f"### Failed or missing cells ({len(incomplete)}): not in the tables below\n\n"
+                        f"{shown.to_markdown(index=False)}\n")
+    for metric in METRICS:
+        table = pivot(frame, metric)
+        if not table.empty:
+            written += _write_table(out, f"pivot_{metric}", table)
+            sections.append(f"### {LABELS[metric]} (%)\n\n{table.to_markdown()}\n")
+    clean = clean_model_table(frame)
+    if not clean.empty:
+        written += _write_table(out, "clean_model", clean)
+        sections.append(f"### Clean model under each attack's trigger (%)\n\n{clean.to_markdown()}\n")
+    points = curve_points(results)
+    matched = matched_table(matched_budget(points, ca_loss))
+    matched_label = f"ASR at matched budget: at most {100 * ca_loss:g} point(s) of CA below the victim (%)"
+    if not matched.empty:
+        write_text(out / "curve_points.csv", points.to_csv(index=False))
+        written += [out / "curve_points.csv"] + _write_table(out, "matched_budget", matched, latex=False)
+        sections.append(f"### {matched_label}\n\n{matched.to_markdown()}\n\n† a seed's curve kept its accuracy over "
+                        "the whole sweep: a larger budget may lower its ASR further.\n")
     write_text(out / "tables.md", "\n".join(sections))
     written.append(out / "tables.md")
-    from .page import build_page
     from .plots import all_plots
 
     figures = all_plots(frame, out, points, ca_loss)
     written += figures
-    write_text(out / "index.html", build_page(title, tables, figures))
+    extra = {"Clean model under each attack's trigger (%)": clean} if not clean.empty else {}
+    if not matched.empty:
+        extra[matched_label] = matched
+    write_text(out / "index.html", page_for(title, results, frame, Path(results_folder), out, incomplete, extra, figures))
     written.append(out / "index.html")
     import datetime
 
     from . import __version__
     from .atomic import write_json
 
-    write_json(out / "generated.json", {"generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    write_json(out / REPORT_META, {"generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                         "clipbench_version": __version__, "results": str(results_folder), "cells": len(results)})
-    written.append(out / "generated.json")
+    written.append(out / REPORT_META)
     return written

@@ -107,7 +107,7 @@ def test_report_writes_the_matched_table_and_the_curves(cli_runner, tmp_path):
     assert (out / "tradeoff_curves.png").stat().st_size > 1000
     assert "finetune (defense.lr)" in (out / "matched_budget.md").read_text()
     page = (out / "index.html").read_text()
-    assert "tradeoff curves" in page and "ASR at matched budget: at most 2 point(s)" in page
+    assert "Budget sweeps: clean accuracy against ASR" in page and "ASR at matched budget: at most 2 point(s)" in page
 
 
 def test_sweep_expands_only_the_defenses_it_reaches():
