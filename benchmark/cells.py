@@ -142,8 +142,10 @@ def _defense_config(cls: Any, preset: Preset, request: CellRequest) -> tuple[Any
 def _check_batches(preset: Preset, defense_cls: Any, defense_config: Any) -> None:
     """Every training batch must fit in the split it is drawn from (one line, before any training)."""
     scenario = preset.scenario
-    splits = [("victim", preset.victim.batch_size, "victim_size", scenario.victim_size)]
-    if preset.pretrained is None:
+    splits = []
+    if preset.victim.epochs:
+        splits.append(("victim", preset.victim.batch_size, "victim_size", scenario.victim_size))
+    if preset.pretrained is None and preset.pretrain.epochs:
         splits.append(("pretrain", preset.pretrain.batch_size, "pretrain_size", scenario.pretrain_size))
     batch = getattr(defense_config, "batch_size", None)
     if isinstance(batch, int) and getattr(defense_config, "epochs", 1):
