@@ -126,3 +126,11 @@ def test_file_system_errors_name_the_file_and_the_reason():
     assert describe_os_error(full) == "no space left on the device holding /data/cache/victim/x/model.safetensors"
     assert describe_os_error(OSError(errno.EACCES, "Permission denied", "/shared/results")) == "permission denied: /shared/results"
     assert describe_os_error(OSError(errno.EIO, "Input/output error", "/x")) == "/x: Input/output error"
+
+
+def test_a_results_dir_that_is_a_file_is_named_as_such(cli_subprocess, tmp_path):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("keep me")
+    done = cli_subprocess(["run", "--preset", "micro", "--cache-dir", tmp_path / "cache", "--results-dir", blocker])
+    check_one_line_error(done, f"results directory {blocker} is a file, not a folder")
+    assert blocker.read_text() == "keep me"
