@@ -59,6 +59,7 @@ class PlainProgress:
         self._start = self._last = time.monotonic()
         self._closed = False
         self._wrote = False
+        self._written_at: Optional[int] = None
 
     def __iter__(self) -> Iterator:
         for item in self.iterable:
@@ -110,13 +111,14 @@ class PlainProgress:
     def _write(self) -> None:
         if not self.disable:
             print(self.line(), file=self.stream, flush=True)
-            self._wrote = True
+            self._wrote, self._written_at = True, self.n
 
     def close(self) -> None:
         """The last line: for work that wrote lines or took at least :data:`QUIET_BELOW` seconds."""
         if not self._closed:
             self._closed = True
-            if self.n > self._initial and (self._wrote or time.monotonic() - self._start >= QUIET_BELOW):
+            fresh = self.n != self._written_at  # the last line written already says where the work ended
+            if self.n > self._initial and fresh and (self._wrote or time.monotonic() - self._start >= QUIET_BELOW):
                 self._write()
 
 

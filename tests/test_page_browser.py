@@ -8,7 +8,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from test_report import fake_result
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
