@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -131,8 +132,15 @@ def test_fake_cluster_runs_the_graph_and_a_failed_job_fails_only_its_cells(fake_
                                                       f"{ids[by_stage['poison']['flags']['job-name']]}"
     assert by_stage["defense"]["flags"]["kill-on-invalid-dep"] == "yes"
     assert "gpus-per-node" not in by_stage["poison"]["flags"] and by_stage["victim"]["flags"]["gpus-per-node"] == "1"
-    states = {json.loads(p.read_text())["name"]: json.loads(p.read_text())["state"] for p in (state / "jobs").glob("*.json")}
+    def job_states() -> dict:
+        return {json.loads(p.read_text())["name"]: json.loads(p.read_text())["state"] for p in (state / "jobs").glob("*.json")}
+
+    states = job_states()
     failed_eval = next(n for n in states if "evaluation" in n and "finetune" in n)
+    deadline = time.monotonic() + 15  # the scheduler cancels a dependent job on its own poll, after the submitter returns
+    while states[failed_eval] == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        states = job_states()
     assert states[failed_eval] == "CANCELLED" and sum(s == "FAILED" for s in states.values()) == 1
 
     # resubmitted: only what is missing (the failed defense and its cell's evaluation)
