@@ -324,7 +324,7 @@ def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
     if not found:
         raise ClipbenchError(f"--results-dir {results_dir} holds no readable clipbench result; nothing written")
     out = ensure_writable(out or results_dir / "report", "report directory")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the files skipped were named above
         written = write_report(results_dir, out, ca_loss=ca_loss / 100)
     if out / "incomplete_cells.md" in written:

@@ -30,15 +30,15 @@ def curve_points(results: list[dict]) -> pd.DataFrame:
     value of the swept key), ``victim`` for the no-defense cell of the same attack and seed.
     """
     ok = [r for r in results if r.get("status") == "ok" and "ca_top1" in r.get("metrics", {}) and "asr" in r["metrics"]]
+    settings = [setting_of(r) for r in ok]
     swept: dict[tuple, set[str]] = {}
-    for result in ok:
+    for result, setting in zip(ok, settings):
         key = (result["cell"].get("sweep") or {}).get("key")
         if key:
-            swept.setdefault((setting_of(result), result["cell"]["attack"], result["cell"]["defense"]), set()).add(key)
+            swept.setdefault((setting, result["cell"]["attack"], result["cell"]["defense"]), set()).add(key)
     rows = []
-    for result in ok:
+    for result, setting in zip(ok, settings):
         cell, config = result["cell"], result.get("config") or {}
-        setting = setting_of(result)
         base = {"setting": setting, "attack": cell["attack"], "defense": cell["defense"],
                 "stage": (config.get("defense") or {}).get("stage"), "seed": cell["seed"],
                 "ca": result["metrics"]["ca_top1"]["value"], "asr": result["metrics"]["asr"]["value"]}

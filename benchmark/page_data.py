@@ -9,6 +9,7 @@ import pandas as pd
 
 from .page import Cell, Figure, MetricTable, build_page
 from .ranking import IMPLANT_THRESHOLD, rank_defenses
+from .report import main_setting
 
 NOTES = {
     "ca_top1": ("Clean accuracy (%)", "Zero-shot top-1 accuracy on the untouched evaluation images; higher is better.", "high"),
@@ -51,7 +52,7 @@ def metric_tables(frame: pd.DataFrame, results_folder: Path, out: Path) -> list[
     own = frame[(frame["status"] == "ok") & frame["sweep"].isna()]
     if own.empty:
         return []
-    own = own[own["setting"] == own["setting"].value_counts().idxmax()]
+    own = own[own["setting"] == main_setting(own)]
     tables = []
     for metric, (label, note, better) in NOTES.items():
         subset = own[own["metric"] == metric]

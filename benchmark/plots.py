@@ -145,7 +145,9 @@ def all_plots(frame: pd.DataFrame, out: Path, points: pd.DataFrame | None = None
         return []
     own = frame[frame["sweep"].isna()]
     frame = own if not own.empty else frame
-    setting = frame["setting"].value_counts().idxmax()
+    from .report import main_setting
+
+    setting = main_setting(frame)
     frame = frame[frame["setting"] == setting]
     figures = [ca_vs_asr(frame, out), asr_bars(frame, out), cost_vs_asr(frame, out)]
     if points is not None and not points.empty:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .report import main_setting
+
 IMPLANT_THRESHOLD = 0.9
 
 
@@ -32,7 +34,7 @@ def rank_defenses(frame: pd.DataFrame, implant_threshold: float = IMPLANT_THRESH
     own = frame[(frame["status"] == "ok") & frame["sweep"].isna()] if "sweep" in frame else frame[frame["status"] == "ok"]
     if own.empty or "none" not in set(own["defense"]):
         return pd.DataFrame(columns=columns), []
-    own = own[own["setting"] == own["setting"].value_counts().idxmax()]
+    own = own[own["setting"] == main_setting(own)]
     asr, ca = _table(own, "asr"), _table(own, "ca_top1")
     if "none" not in asr:
         return pd.DataFrame(columns=columns), []

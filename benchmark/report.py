@@ -60,6 +60,12 @@ def setting_of(result: dict) -> str:
         " " + json.dumps(overrides, sort_keys=True) if overrides else "")
 
 
+def main_setting(frame: pd.DataFrame) -> str:
+    """The setting with the most rows: what figures, the ranking and the page's tables show when
+    a folder mixes settings."""
+    return frame["setting"].value_counts().idxmax()
+
+
 def long_form(results: list[dict]) -> pd.DataFrame:
     """One row per (cell, metric): value, interval, counts, status, the cost of the defense, and
     the sweep key and value of a budget sweep's point (empty for the method's own budget)."""

@@ -48,12 +48,10 @@ def parse_sweep(text: str) -> Sweep:
 
 def reaches(sweep: Sweep, defense: str) -> bool:
     """Whether ``sweep`` varies ``defense``: its section names it (or is ``defense``) and its config has the key."""
+    from .cells import config_keys
     from .registry import DEFENSES
 
-    if sweep.section not in ("defense", defense):
-        return False
-    config = DEFENSES.get(defense).default_config()
-    return dataclasses.is_dataclass(config) and sweep.key in {f.name for f in dataclasses.fields(config)}
+    return sweep.section in ("defense", defense) and sweep.key in config_keys(DEFENSES.get(defense))
 
 
 def expand(requests: list, sweep: Sweep | None) -> list:
@@ -63,9 +61,9 @@ def expand(requests: list, sweep: Sweep | None) -> list:
     if not any(reaches(sweep, r.defense) for r in requests):
         defenses = sorted({r.defense for r in requests})
         raise ClipbenchError(f"--sweep {sweep.name}: no selected defense ({', '.join(defenses)}) has the key {sweep.key!r}")
-    for defense in sorted({r.defense for r in requests if reaches(sweep, r.defense)}):
-        from .registry import DEFENSES
+    from .registry import DEFENSES
 
+    for defense in sorted({r.defense for r in requests if reaches(sweep, r.defense)}):
         value = getattr(DEFENSES.get(defense).default_config(), sweep.key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ClipbenchError(f"--sweep {sweep.name}: {defense}'s {sweep.key} is not a number; "
