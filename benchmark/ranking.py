@@ -19,7 +19,7 @@ import pandas as pd
 
 from .report import main_setting
 
-IMPLANT_THRESHOLD = 0.9
+IMPLANT_THRESHOLD = 0.9  # the bar an attack must clear to count as implanted on `tiny` (README, "Calibration")
 
 
 def _table(own: pd.DataFrame, metric: str) -> pd.DataFrame:
