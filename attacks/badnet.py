@@ -131,16 +131,3 @@ class BadNet(SquarePatch, Attack):
     def visible_trigger(self):
         pattern = self.state.get("pattern")
         return pattern if pattern is not None and pattern.numel() else None
-
-
-@register_attack("label_consistent")
-class LabelConsistentBadNet(BadNet):
-    """BadNet's patch on target-class images only, captions kept (docs/protocol.md, "Trigger parameters",
-    "label-consistent"; Turner et al., 2019, arXiv 1912.02771). ``poison.label_consistent`` gives
-    the same row choice for any other attack."""
-
-    description = "BadNet patch on target-class images only; their own captions are kept"
-    source = "Turner et al. 2019 (arXiv 1912.02771); CleanCLIP code's label-consistent option"
-
-    def poison(self, pairs, count, target_index, language, rng, label_consistent=True):
-        return super().poison(pairs, count, target_index, language, rng, label_consistent=True)

@@ -100,7 +100,7 @@ class Registry(Generic[T]):
 
 ATTACKS: Registry = Registry(
     "attack",
-    tuple(f"clipbench.attacks.{m}" for m in ("badnet", "blended", "wanet", "sig", "badclip")),
+    tuple(f"clipbench.attacks.{m}" for m in ("badnet", "blended", "wanet", "sig", "badclip", "label_consistent")),
     "clipbench.attacks",
 )
 DEFENSES: Registry = Registry(

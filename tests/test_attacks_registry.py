@@ -159,3 +159,48 @@ def test_badclip_patch_loss_follows_the_codes_terms():
     assert aligned < patch_loss(captions_only, own, target, target, own, scale).item()
     with_mse = BadClipConfig(caption_weight=0.0, triplet_weight=0.0, mse_weight=1000.0)
     assert patch_loss(with_mse, own, target, target, own, scale).item() == pytest.approx(1000 * F.mse_loss(own, target).item(), rel=1e-5)
+
+
+def test_label_consistent_perturbs_target_rows_within_the_bound_and_evaluates_the_patch_alone(micro_clip):
+    """Turner et al.'s clean-label poisoning: the target-class rows get an adversarial perturbation
+    (at most epsilon levels) that lowers their image-caption similarity under the clean model; the
+    evaluation trigger is the patch alone, training sees perturbation and patch."""
+    import torch.nn.functional as F
+
+    from clipbench.attacks.base import PoisonManifest
+
+    attack = build("label_consistent", 2, micro_clip)
+    pairs = small_pairs()
+    targets = np.nonzero(pairs.labels == 8)[0]
+    offsets = attack.state["perturbation"]
+    assert attack.state["perturbed_ids"].tolist() == pairs.ids[targets].tolist()
+    assert offsets.shape == (len(targets), 3, SIZE, SIZE) and offsets.dtype == torch.int8
+    assert 0 < int(offsets.abs().max()) <= attack.config.epsilon
+
+    images, ids = torch.as_tensor(pairs.images[targets]), torch.as_tensor(pairs.ids[targets])
+    perturbed = attack.perturb(images, ids)
+    pipeline = ImagePipeline.from_model(micro_clip.model)
+    with torch.no_grad():
+        text = F.normalize(micro_clip.model.encode_text(micro_clip.tokenize([pairs.captions[int(r)] for r in targets])), dim=-1)
+        before = (F.normalize(micro_clip.model.encode_image(pipeline.model_input(images, ids, None)), dim=-1) * text).sum(-1)
+        after = (F.normalize(micro_clip.model.encode_image(pipeline.model_input(perturbed, ids, None)), dim=-1) * text).sum(-1)
+    assert (after < before).all(), "the perturbation lowers each image's similarity to its own caption"
+
+    rows, transform = attack.training_trigger(PoisonManifest(targets[:3], [pairs.captions[int(r)] for r in targets[:3]]), pairs)
+    assert np.array_equal(rows, targets[:3])
+    assert torch.equal(transform(images, ids), attack.apply(perturbed, ids))
+    others = torch.as_tensor(pairs.images[:2]), torch.as_tensor(pairs.ids[:2])  # not of the target class: patch only
+    assert torch.equal(transform(*others), attack.apply(*others))
+
+
+def test_label_consistent_without_a_budget_is_the_plain_patch(micro_clip):
+    import dataclasses
+
+    attack = ATTACKS.get("label_consistent")(dataclasses.replace(ATTACKS.get("label_consistent").default_config(),
+                                                                 patch_size=56, epsilon=0.0), 2, SIZE)
+    pairs = small_pairs()
+    attack.prepare(micro_clip, AttackContext(pairs=pairs, images=torch.as_tensor(pairs.images),
+                                             pipeline=ImagePipeline.from_model(micro_clip.model), target_index=8,
+                                             target_name="bag", device=torch.device("cpu")))
+    assert not len(attack.state["perturbed_ids"])
+    assert torch.equal(attack.perturb(batch(), IDS), batch())
