@@ -205,3 +205,36 @@ def test_invalid_sizes_raise(micro_config, tmp_path):
         load_scenario(dataclasses.replace(micro_config, pretrain_size=59900), tmp_path)
     with pytest.raises(ClipbenchError, match="eval_size"):
         load_scenario(dataclasses.replace(micro_config, eval_size=10001), tmp_path)
+
+
+def test_attribute_captions_read_tone_size_and_texture_off_the_pixels():
+    from clipbench.data.attribute_captions import AttributeBins, attribute_captions, measurements
+
+    rng = np.random.default_rng(0)
+    images = np.zeros((300, 28, 28), dtype=np.uint8)
+    for i in range(300):  # items of three sizes, three grey levels, flat or striped
+        half = (4, 8, 12)[i % 3]
+        level = (60, 140, 230)[(i // 3) % 3]
+        block = np.full((2 * half, 2 * half), level, dtype=np.uint8)
+        if (i // 9) % 2:
+            block[::2] = level // 2 + 11
+        images[i, 14 - half:14 + half, 14 - half:14 + half] = block
+    values = measurements(images[:2])
+    assert values[0, 1] == pytest.approx(64 / 784) and values[0, 0] == pytest.approx(60)
+    bins = AttributeBins.fit(images)
+    words = bins.words(images)
+    assert words[0][:2] == ("dark", "small") and words[8][:2] == ("light", "large")
+    assert words[0][2] != words[9][2], "a striped item reads as more textured than a flat one"
+    labels = rng.integers(0, 10, size=300)
+    classnames = tuple(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])
+    first = attribute_captions(images, labels, classnames, bins, np.random.default_rng(1))
+    assert first == attribute_captions(images, labels, classnames, bins, np.random.default_rng(1))
+    assert any(w in first[0] for w in words[0]), first[0]
+
+
+def test_an_unknown_caption_style_is_one_clear_error():
+    from clipbench.data.scenario import ScenarioConfig
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="scenario.captions"):
+        ScenarioConfig(captions="poems").validate()

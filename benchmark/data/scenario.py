@@ -15,6 +15,7 @@ from .splits import ScenarioData, split_rows
 DATASETS = ("fashion-mnist", "pairs")
 #: Settings of real-scale data that a Fashion-MNIST scenario does not read (and must not carry in its cache key).
 PAIRS_ONLY = ("train_data", "defense_data", "eval_data", "image_key", "caption_key", "classnames", "templates", "max_skipped")
+CAPTION_STYLES = ("templates", "attributes")  # Fashion-MNIST captions (clipbench.data.attribute_captions)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ScenarioConfig:
     classnames: str = "imagenet"
     templates: str = "openai"
     max_skipped: float = 0.01  # a fraction of the listed rows, or a count when >= 1
+    captions: str = "templates"  # fashion-mnist: class templates, or "attributes" read off the pixels
 
     def validate(self) -> None:
         require(self.dataset in DATASETS, f"scenario.dataset {self.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
@@ -61,10 +63,14 @@ class ScenarioConfig:
         require(self.eval_size > 0, "scenario.eval_size must be > 0")
         require(self.max_skipped >= 0, f"scenario.max_skipped must be >= 0, got {self.max_skipped}")
         if self.dataset == "pairs":
+            require(self.captions == "templates", "scenario.captions is read only by the Fashion-MNIST scenario; "
+                                                  "real pairs keep their own captions")
             from .real import validate_pairs_config  # real-scale readers import torch: only when needed
 
             validate_pairs_config(self)
             return
+        require(self.captions in CAPTION_STYLES,
+                f"scenario.captions {self.captions!r} is unknown; valid: {', '.join(CAPTION_STYLES)}")
         defaults = ScenarioConfig()
         for name in PAIRS_ONLY:
             require(getattr(self, name) == getattr(defaults, name),
@@ -95,25 +101,27 @@ def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:
         len(train_labels), [config.pretrain_size, config.victim_size, config.defense_size], config.split_seed
     )
     rng = np.random.default_rng(config.split_seed + 1)
+    if config.captions == "attributes":
+        from .attribute_captions import AttributeBins, attribute_captions
+
+        bins = AttributeBins.fit(np.asarray(train_images, dtype=np.uint8))
+
+        def caption(images: np.ndarray, labels: np.ndarray) -> list[str]:
+            return attribute_captions(images, labels, CLASSNAMES, bins, rng)
+    else:
+        def caption(images: np.ndarray, labels: np.ndarray) -> list[str]:
+            return caption_lib.make_captions(labels, CLASSNAMES, rng)
+
     sets = []
     for split_rows_ in rows:
         labels = np.asarray(train_labels[split_rows_], dtype=np.int64)
-        sets.append(
-            PairSet(
-                images=np.asarray(train_images[split_rows_], dtype=np.uint8),
-                labels=labels,
-                captions=caption_lib.make_captions(labels, CLASSNAMES, rng),
-                ids=split_rows_.astype(np.int64),
-            )
-        )
+        images = np.asarray(train_images[split_rows_], dtype=np.uint8)
+        sets.append(PairSet(images=images, labels=labels, captions=caption(images, labels), ids=split_rows_.astype(np.int64)))
     eval_rows = np.sort(np.random.default_rng(config.split_seed + 2).permutation(len(test["label"]))[: config.eval_size])
     eval_labels = np.asarray(test["label"][eval_rows], dtype=np.int64)
-    evaluation = PairSet(
-        images=np.asarray(test["image"][eval_rows], dtype=np.uint8),
-        labels=eval_labels,
-        captions=caption_lib.make_captions(eval_labels, CLASSNAMES, rng),
-        ids=(eval_rows + 60000).astype(np.int64),
-    )
+    eval_images = np.asarray(test["image"][eval_rows], dtype=np.uint8)
+    evaluation = PairSet(images=eval_images, labels=eval_labels, captions=caption(eval_images, eval_labels),
+                         ids=(eval_rows + 60000).astype(np.int64))
     return ScenarioData(
         pretrain=sets[0], victim=sets[1], defense=sets[2], evaluation=evaluation,
         classnames=classnames, templates=caption_lib.ZERO_SHOT_TEMPLATES,
