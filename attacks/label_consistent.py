@@ -109,10 +109,10 @@ def adversarial_offsets(config: LabelConsistentConfig, clean, context, rows: np.
     image-caption cosine of ``rows``; returns int8 offsets ``len(rows) x 3 x S x S`` in 0-255 levels."""
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
 
     from clipbench.data.feed import feed
     from clipbench.models import place
+    from clipbench.progress import progress
 
     from .badclip import _embed_captions
 
@@ -125,7 +125,7 @@ def adversarial_offsets(config: LabelConsistentConfig, clean, context, rows: np.
     bound, step = config.epsilon / 255.0, config.pgd_step / 255.0
     batches = [rows[i : i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
     parts = []
-    for batch_rows, batch in tqdm(feed(context.images, batches, device=device), total=len(batches),
+    for batch_rows, batch in progress(feed(context.images, batches, device=device), total=len(batches),
                                   desc="label-consistent perturbations", unit="batch", leave=False):
         original = batch.to(device).float() / 255.0
         text = _embed_captions(clean, [context.pairs.captions[int(r)] for r in batch_rows], device)
