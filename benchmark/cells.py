@@ -216,6 +216,8 @@ def resolve_cell(request: CellRequest) -> Cell:
         changes["pretrained"] = request.pretrained or None
     for section in ("scenario", "pretrain", "poison", "victim"):
         values = request.overrides.get(section, {})
+        if section == "poison":
+            values = {**preset.poison_overrides.get(request.attack, {}), **values}
         base = getattr(preset, section)
         if values:  # validated after the overrides: a preset may leave a value to the user (data paths)
             changes[section] = apply_overrides(base, values, section)

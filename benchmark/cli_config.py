@@ -60,6 +60,9 @@ def config_rows(section: str, preset_name: str) -> list[tuple[str, str, str, str
             source = f"preset {preset_name}"
         else:
             source = "default"
+        if section == "poison":  # per-attack values of this preset
+            source += "".join(f"; {attack}: {values[field.name]}" for attack, values in sorted(preset.poison_overrides.items())
+                              if field.name in values)
         rows.append((field.name, _type_name(hints.get(field.name, type(value))), repr(value), repr(default), source))
     return rows
 

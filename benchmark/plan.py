@@ -92,12 +92,19 @@ def run_key(cell: Cell) -> str:
                        code_digests(cell))
 
 
+def _clipbench_pretraining(cell: Cell) -> str:
+    from .shipped import shipped_for
+
+    shipped = shipped_for(plan_cell(cell)["clean"].key)
+    return f"shipped weights {shipped.name}" if shipped else "pretrained by clipbench"
+
+
 def describe_stage(cell: Cell, stage: str) -> str:
     """What the artifact of ``stage`` is for ``cell``, in a few words (plans and job graphs)."""
     request = cell.request
     return {
         "data": f"data of the {cell.preset.name} scenario",
-        "clean": f"{cell.preset.model} ({cell.preset.pretrained or 'pretrained by clipbench'})",
+        "clean": f"{cell.preset.model} ({cell.preset.pretrained or _clipbench_pretraining(cell)})",
         "poison": f"{request.attack} seed {request.seed}",
         "reference": f"clean model x {request.attack} seed {request.seed}",
         "victim": f"victim {request.attack} seed {request.seed}",

@@ -24,7 +24,9 @@ class Preset:
     ``own_schedule`` names the methods that keep their paper's schedule (their config defaults)
     on this preset. ``attack_overrides``/``defense_overrides`` map a method name to
     ``--set``-style values for this scale; a schedule field among them is a departure from the
-    preset's schedule, recorded in the result with its origin.
+    preset's schedule, recorded in the result with its origin. ``poison_overrides`` maps an attack
+    name to ``poison.*`` values for that attack (its paper's poisoning rate, say); ``--set
+    poison.*`` still comes last.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Preset:
     own_schedule: tuple[str, ...] = ()
     attack_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     defense_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    poison_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _register(preset: Preset) -> Preset:

@@ -196,3 +196,16 @@ def test_config_show_lists_keys_types_values_and_sources(cli_runner):
     assert cli_runner(["config", "show", "victim", "--preset", "paper-abd"]).exit_code == 0
     unknown = cli_runner(["config", "show", "nosuch"])
     assert unknown.exit_code != 0 and "unknown section" in str(unknown.exception)
+
+
+def test_a_presets_poison_values_per_attack_come_before_set(monkeypatch):
+    import dataclasses
+
+    from clipbench.registry import PRESETS
+
+    micro = PRESETS.get("micro")
+    monkeypatch.setattr(PRESETS, "get", lambda name: dataclasses.replace(micro, poison_overrides={"wanet": {"count": "40"}}))
+    assert resolve_cell(request(attack="wanet")).preset.poison.count == 40
+    assert resolve_cell(request(attack="badnet")).preset.poison.count == micro.poison.count
+    assert resolve_cell(request(attack="wanet", overrides={"poison": {"count": "8"}})).preset.poison.count == 8
+    assert resolve_cell(request(attack="wanet")).config_dict()["poison"]["count"] == 40

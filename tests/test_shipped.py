@@ -1,0 +1,71 @@
+"""Shipped clean models: installed only for their exact clean key, checked by sha256, switchable off."""
+
+from __future__ import annotations
+
+import pytest
+
+from clipbench import shipped
+from clipbench.cells import CellRequest, resolve_cell
+from clipbench.digests import file_sha256
+from clipbench.errors import ClipbenchError
+from clipbench.models import WEIGHTS_FILE, create_model, save_checkpoint
+from clipbench.plan import describe_stage, plan_cell
+
+
+def _cell(preset: str = "micro", **pretrain: str):
+    overrides = {"pretrain": pretrain} if pretrain else {}
+    return resolve_cell(CellRequest(preset=preset, attack="badnet", defense="none", overrides=overrides))
+
+
+@pytest.fixture
+def shipped_micro(tmp_path, monkeypatch):
+    """A micro clean model shipped into a temporary weights folder under the micro clean key."""
+    cell = _cell()
+    clip = create_model(cell.preset.model, None, seed=123)
+    save_checkpoint(clip, tmp_path / "checkpoint")
+    directory = tmp_path / "weights"
+    directory.mkdir()
+    model = shipped.ship(tmp_path / "checkpoint", "micro-clean", plan_cell(cell)["clean"].key, "a command", {"epoch": 1},
+                         directory=directory)
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", directory)
+    return cell, model
+
+
+def test_clean_stage_installs_the_shipped_model(shipped_micro, fresh_cache_dir):
+    from clipbench.stages import Workspace
+    from clipbench.stages.clean import clean_model
+
+    cell, model = shipped_micro
+    record = clean_model(Workspace(fresh_cache_dir, device="cpu"), cell)
+    assert record.built and record.meta["shipped"]["sha256"] == model.sha256
+    assert file_sha256(record.path / WEIGHTS_FILE) == model.sha256
+    assert "shipped weights micro-clean" in describe_stage(cell, "clean")
+
+
+def test_other_pretraining_or_switch_off_is_not_served(shipped_micro, monkeypatch):
+    cell, model = shipped_micro
+    assert shipped.shipped_for(plan_cell(cell)["clean"].key) == model
+    assert shipped.shipped_for(plan_cell(_cell(epochs="2"))["clean"].key) is None
+    monkeypatch.setenv(shipped.ENV_SWITCH, "off")
+    assert shipped.shipped_for(plan_cell(cell)["clean"].key) is None
+    assert "pretrained by clipbench" in describe_stage(cell, "clean")
+
+
+def test_damaged_weights_are_refused(shipped_micro, tmp_path):
+    _, model = shipped_micro
+    data = bytearray(model.weights.read_bytes())
+    data[-1] ^= 1
+    model.weights.write_bytes(bytes(data))
+    with pytest.raises(ClipbenchError, match="sha256"):
+        model.install(tmp_path / "installed")
+    assert not (tmp_path / "installed" / WEIGHTS_FILE).exists()
+
+
+@pytest.mark.parametrize("model", shipped.shipped_models(), ids=lambda m: m.name)
+def test_each_shipped_model_is_intact_and_belongs_to_a_preset(model):
+    assert file_sha256(model.weights) == model.sha256
+    from clipbench.registry import PRESETS
+
+    cells = [_cell(name) for name in PRESETS.names() if PRESETS.get(name).pretrained is None]
+    keys = {plan_cell(cell)["clean"].key for cell in cells}
+    assert model.clean_key in keys, f"{model.name} matches no preset's clean model: its preset changed"
