@@ -74,6 +74,12 @@ def list_command(what: str) -> None:
             cls = ATTACKS.get(name)
             rows.append((name, cls.description, cls.source))
         headers = ("attack", "description", "source")
+        excluded = [(name, preset, reason) for preset in PRESETS.names()
+                    for name, reason in PRESETS.get(preset).excluded_attacks.items()]
+        click.echo(tabulate(rows, headers=headers, tablefmt="simple"))
+        for name, preset, reason in excluded:
+            click.echo(f"\n{name} is left out of '--attack all' on preset {preset} (name it to run it): {reason}")
+        return
     elif what == "defenses":
         for name in DEFENSES.names():
             cls = DEFENSES.get(name)
@@ -133,6 +139,21 @@ def matrix_options(func):
     return func
 
 
+def _attack_names(spec: str, preset_name: str) -> list[str]:
+    """The attacks of ``--attack``; ``all`` leaves out those the preset excludes, saying why."""
+    from .registry import ATTACKS, PRESETS
+
+    names = ATTACKS.resolve_list(spec)
+    if spec.strip() != "all":
+        return names
+    excluded = PRESETS.get(preset_name).excluded_attacks
+    for name in names:
+        if name in excluded:
+            click.echo(f"note: {name} is left out of '--attack all' on preset {preset_name}: {excluded[name]} "
+                       f"(--attack {name} runs it)", err=True)
+    return [name for name in names if name not in excluded]
+
+
 @cli.command("run")
 @click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
 @click.option("--defense", "defenses", default="none", show_default=True, help="defense name(s), comma-separated, or 'all'")
@@ -153,7 +174,7 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
     """
     from .cells import CellRequest, resolve_cells
     from .config import parse_set_options
-    from .registry import ATTACKS, DEFENSES
+    from .registry import DEFENSES
     from .sweep import expand, parse_sweep
 
     overrides = parse_set_options(sets)
@@ -161,7 +182,7 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
     requests = [
         CellRequest(preset=preset, attack=a, defense=d, seed=s, model=model, pretrained=pretrained, overrides=overrides)
         for s in _int_list(seeds, "--seed")
-        for a in ATTACKS.resolve_list(attacks)
+        for a in _attack_names(attacks, preset)
         for d in DEFENSES.resolve_list(defenses)
     ]
     cells = resolve_cells(expand(requests, sweep))

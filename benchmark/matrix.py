@@ -46,6 +46,18 @@ class MatrixPlan:
                 for (stage, key), node in sorted(self.nodes.items(), key=lambda item: (order[item[0][0]], item[0][1]))]
 
 
+def _trains(cell: Cell, stage: str, key: str) -> bool:
+    """Whether the stage's artifact is a model training: not a defense that returns its input, nor
+    a clean model that is downloaded or shipped with clipbench."""
+    if stage == "defense":
+        return cell.request.defense != "none"
+    if stage == "clean":
+        from .shipped import shipped_for
+
+        return cell.preset.pretrained is None and shipped_for(key) is None
+    return True
+
+
 def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
     """The union of the cells' stage graphs, marked cached where the artifact is complete."""
     nodes: dict[tuple[str, str], dict] = {}
@@ -54,7 +66,7 @@ def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
             node = nodes.setdefault((stage, planned.key), {
                 "cached": (Path(cache_root) / stage / planned.key / "meta.json").exists(),
                 "what": describe_stage(cell, stage), "cells": [],
-                "trains": stage != "defense" or cell.request.defense != "none",
+                "trains": _trains(cell, stage, planned.key),
             })
             node["cells"].append(cell.name)
     return MatrixPlan(nodes)

@@ -26,7 +26,9 @@ class Preset:
     ``--set``-style values for this scale; a schedule field among them is a departure from the
     preset's schedule, recorded in the result with its origin. ``poison_overrides`` maps an attack
     name to ``poison.*`` values for that attack (its paper's poisoning rate, say); ``--set
-    poison.*`` still comes last.
+    poison.*`` still comes last. ``excluded_attacks`` maps an attack that does not implant at this
+    scale to the measurement that shows it: ``--attack all`` leaves it out (naming it still runs
+    it) and ``clipbench list attacks`` prints the reason.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Preset:
     attack_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     defense_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     poison_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    excluded_attacks: dict[str, str] = field(default_factory=dict)
 
 
 def _register(preset: Preset) -> Preset:
@@ -80,14 +83,17 @@ TINY_DEFENSES = {
     "safeclip": {"warmup_steps": "0", "unimodal_epochs": "1"},
 }
 
+# Clean model: 40 pretraining epochs on attribute captions (results/calibration/pretrain_convergence_*.json;
+# README, "Calibration"), shipped as clipbench/weights/tiny-clean.safetensors (clipbench.shipped).
 TINY = _register(
     Preset(
         name="tiny",
         description="Fashion-MNIST, tiny ViT pretrained by clipbench, CPU in minutes (embedded default)",
         model="clipbench-tiny-vit",
         pretrained=None,
-        scenario=ScenarioConfig(pretrain_size=40000, victim_size=10000, defense_size=5000, eval_size=10000, target="bag"),
-        pretrain=TrainConfig(epochs=2, batch_size=128, lr=5e-4, warmup_steps=100, seed=0),
+        scenario=ScenarioConfig(pretrain_size=40000, victim_size=10000, defense_size=5000, eval_size=10000, target="bag",
+                                captions="attributes"),
+        pretrain=TrainConfig(epochs=40, batch_size=128, lr=5e-4, warmup_steps=100, seed=0),
         poison=PoisonConfig(count=300),
         victim=TrainConfig(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50),
         defense_schedules=TINY_SCHEDULES,

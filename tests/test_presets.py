@@ -45,3 +45,23 @@ def test_paper_abd_selects_the_papers_variant(method, key, value):
     expected = type(actual)(value) if not isinstance(actual, str) else value
     assert actual == expected, f"paper-abd {method}.{key} is {actual!r}; the papers' code: {value!r}"
     assert re.fullmatch(r"[a-z_]+", key)
+
+
+def test_attacks_a_preset_excludes_leave_all_but_run_when_named(cli_runner, fresh_cache_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    from clipbench.registry import PRESETS
+
+    micro, get = PRESETS.get("micro"), PRESETS.get
+    reason = "no-defense ASR 3% on 3 seeds (measured)"
+    patched = dataclasses.replace(micro, excluded_attacks={"wanet": reason})
+    monkeypatch.setattr(PRESETS, "get", lambda name: patched if name == "micro" else get(name))
+    common = ["--preset", "micro", "--defense", "none", "--cache-dir", fresh_cache_dir, "--results-dir", tmp_path, "--dry-run"]
+    everything = cli_runner(["run", "--attack", "all", *common])
+    assert everything.exit_code == 0, everything.output
+    assert f"wanet is left out of '--attack all' on preset micro: {reason}" in everything.output
+    assert "victim wanet" not in everything.output and "victim badnet" in everything.output
+    named = cli_runner(["run", "--attack", "wanet", *common])
+    assert "victim wanet" in named.output and "left out" not in named.output
+    listed = cli_runner(["list", "attacks"])
+    assert f"wanet is left out of '--attack all' on preset micro (name it to run it): {reason}" in listed.output

@@ -69,3 +69,12 @@ def test_each_shipped_model_is_intact_and_belongs_to_a_preset(model):
     cells = [_cell(name) for name in PRESETS.names() if PRESETS.get(name).pretrained is None]
     keys = {plan_cell(cell)["clean"].key for cell in cells}
     assert model.clean_key in keys, f"{model.name} matches no preset's clean model: its preset changed"
+
+
+def test_a_shipped_clean_model_is_not_counted_as_a_training(shipped_micro, tmp_path, monkeypatch):
+    from clipbench.matrix import plan_matrix
+
+    cell, _ = shipped_micro
+    assert "1 trainings (0 clean, 1 victims" in plan_matrix([cell], tmp_path).summary(1)
+    monkeypatch.setenv(shipped.ENV_SWITCH, "off")
+    assert "2 trainings (1 clean, 1 victims" in plan_matrix([cell], tmp_path).summary(1)
