@@ -51,8 +51,8 @@ def test_tiny_full_matrix_builds_every_shared_artifact_in_one_job(tmp_path):
         cell = job.cell
         parents = {jobs[p].stage for p in job.parents}
         if job.stage == "poison":
-            assert job.parents == ([clean] if cell.request.attack == "badclip" else [data])
-            assert (job.resources.gpus > 0) == (cell.request.attack == "badclip")
+            assert job.parents == ([clean] if cell.attack_cls.needs_clean_model else [data])
+            assert (job.resources.gpus > 0) == cell.attack_cls.needs_clean_model
         if job.stage == "victim":
             assert parents == {"clean", "poison"}
         if job.stage == "defense":
