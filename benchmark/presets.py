@@ -69,8 +69,11 @@ TINY_ATTACKS = {
 # README, "Calibration").
 TINY_POISON = {"wanet": {"count": "1000"}}
 # Label-consistent BadNet stays out of `--attack all`: it does not implant at this scale even with
-# every target-class image poisoned (measured, seed 0; README, "Calibration").
+# every target-class image poisoned (measured, seed 0). WaNet's strongest setting taken from a paper
+# sits at the 90% threshold, below it on seed 1 (README, "Calibration").
 TINY_EXCLUDED = {
+    "wanet": "no-defense ASR 90.3%, 89.3% and 91.8% on seeds 0-2 with the CLIP papers' per-pixel field (k=32, s=1) "
+             "at the WaNet paper's 10% rate, below 90% on seed 1; the WaNet paper's k=4, s=0.5: 10.1% (seed 0)",
     "label_consistent": "no-defense ASR 29.1% with 300 poisoned bags, 51.2% with 600 and 74.6% with all 989 bags "
                         "of the victim split (16/255 PGD perturbation, seed 0), short of 90%",
 }
