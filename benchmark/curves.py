@@ -18,7 +18,7 @@ import math
 
 import pandas as pd
 
-from .report import setting_of
+from .report import format_cell, setting_of
 
 CURVE_COLUMNS = ("setting", "attack", "defense", "stage", "seed", "sweep", "budget", "ca", "asr", "point")
 
@@ -108,9 +108,8 @@ def matched_table(matched: pd.DataFrame) -> pd.DataFrame:
         values = group["asr"].dropna()
         if values.empty:
             return "-"
-        std = values.std() if len(values) > 1 else 0.0
         mark = "" if group["reached"].all() else " †"
-        return f"{100 * values.mean():.1f} ± {100 * std:.1f} (n={len(values)}){mark}"
+        return format_cell(values.mean(), values.std(), len(values)) + mark
 
     labelled = matched.assign(column=matched["defense"] + " (" + matched["sweep"] + ")")
     cells = [dict(zip(rows + ["column"], key if isinstance(key, tuple) else (key,)), cell=fmt(group))
