@@ -179,10 +179,11 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
 
     overrides = parse_set_options(sets)
     sweep = parse_sweep(sweep_text) if sweep_text else None
+    attack_names = _attack_names(attacks, preset)
     requests = [
         CellRequest(preset=preset, attack=a, defense=d, seed=s, model=model, pretrained=pretrained, overrides=overrides)
         for s in _int_list(seeds, "--seed")
-        for a in _attack_names(attacks, preset)
+        for a in attack_names
         for d in DEFENSES.resolve_list(defenses)
     ]
     cells = resolve_cells(expand(requests, sweep))
