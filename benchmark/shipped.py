@@ -11,6 +11,7 @@ after checking its sha256, only when the cell's ``clean`` key equals the manifes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -71,8 +72,14 @@ def load_manifest(path: Path) -> ShippedModel:
 
 
 def shipped_models(directory: Optional[Path] = None) -> list[ShippedModel]:
-    """Every manifest in ``directory`` (default :data:`WEIGHTS_DIR`), by name."""
-    return [load_manifest(p) for p in sorted((directory or WEIGHTS_DIR).glob("*.json"))]
+    """Every manifest in ``directory`` (default :data:`WEIGHTS_DIR`), by name; read once per
+    process (a matrix plan asks for every cell)."""
+    return list(_manifests(directory or WEIGHTS_DIR))
+
+
+@functools.cache
+def _manifests(directory: Path) -> tuple[ShippedModel, ...]:
+    return tuple(load_manifest(p) for p in sorted(directory.glob("*.json")))
 
 
 def ship(checkpoint: Path, name: str, clean_key: str, command: str, measured: dict,
@@ -89,6 +96,7 @@ def ship(checkpoint: Path, name: str, clean_key: str, command: str, measured: di
     manifest = {"sha256": file_sha256(weights), "clean_key": clean_key, "architecture": sidecar["architecture"],
                 "command": command, "measured": measured}
     write_json(directory / f"{name}.json", manifest)
+    _manifests.cache_clear()
     return load_manifest(directory / f"{name}.json")
 
 
