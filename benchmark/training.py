@@ -34,6 +34,14 @@ def cosine_with_warmup(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def schedule_multipliers(config: TrainConfig, n_pairs: int) -> list[float]:
+    """The learning-rate multiplier of every step of :func:`train_contrastive` under ``config`` on
+    ``n_pairs`` pairs (without per-epoch rates)."""
+    steps_per_epoch = n_pairs // config.batch_size
+    total = steps_per_epoch * config.epochs
+    return [cosine_with_warmup(step, total, config.warmup_steps) for step in range(total)]
+
+
 def autocast(precision: str, device: torch.device):
     """bf16 autocast when asked for (``auto``: on GPU only), else a no-op context."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):

@@ -101,11 +101,15 @@ def main() -> None:
         folder = args.save_checkpoint or args.out.with_suffix(".checkpoint")
         save_checkpoint(clip, folder, {"stage": "clean"})
     if args.ship:
+        from clipbench.compact_weights import decay_factors
         from clipbench.plan import plan_cell
         from clipbench.shipped import ship
+        from clipbench.training import schedule_multipliers
 
         command = "python perf/pretrain_convergence.py " + " ".join(sys.argv[1:])
-        shipped = ship(folder, args.ship, plan_cell(cell)["clean"].key, command, trajectory[-1])
+        config = preset.pretrain
+        factors = decay_factors(schedule_multipliers(config, len(data)), config.lr, config.weight_decay)
+        shipped = ship(folder, args.ship, plan_cell(cell)["clean"].key, command, trajectory[-1], config.seed, factors)
         print(f"shipped {shipped.weights} (sha256 {shipped.sha256}) for clean key {shipped.clean_key}")
     write(complete=True, train=stats)
 
