@@ -55,13 +55,14 @@ def cli(ctx: click.Context, quiet: bool, verbose: bool) -> None:
 
 
 @cli.command("list")
-@click.argument("what", type=click.Choice(["attacks", "defenses", "models", "presets", "reproductions"]))
+@click.argument("what", type=click.Choice(["attacks", "defenses", "detectors", "models", "presets", "reproductions"]))
 def list_command(what: str) -> None:
-    """List registered attacks, defenses, models, presets or paper reproductions.
+    """List registered attacks, defenses, detectors, models, presets or paper reproductions.
 
     \b
     Examples:
       clipbench list defenses
+      clipbench list detectors
       clipbench list reproductions
     """
     from tabulate import tabulate
@@ -81,10 +82,18 @@ def list_command(what: str) -> None:
             click.echo(f"\n{name} is left out of '--attack all' on preset {preset} (name it to run it): {reason}")
         return
     elif what == "defenses":
-        for name in DEFENSES.names():
+        for name in DEFENSES.names() + DEFENSES.family_names():
             cls = DEFENSES.get(name)
             rows.append((name, cls.stage, cls.provenance, cls.description, cls.source))
         headers = ("defense", "stage", "provenance", "description", "source")
+    elif what == "detectors":
+        from .registry import DETECTORS
+
+        for name in DETECTORS.names():
+            cls = DETECTORS.get(name)
+            embeds = f" ({cls.embedding_model} model)" if cls.level == "data" else ""
+            rows.append((name, cls.level + embeds, cls.provenance, cls.description, cls.source))
+        headers = ("detector", "level", "provenance", "description", "source")
     elif what == "models":
         rows = [(name, MODELS.get(name).description) for name in MODELS.names()]
         rows.append(("<any open_clip name>", "e.g. RN50 with --pretrained openai (weights downloaded by open_clip)"))
@@ -360,10 +369,11 @@ from .cli_cache import cache_group  # noqa: E402  (command groups of their own m
 from .cli_checkpoint import checkpoint_group  # noqa: E402
 from .cli_config import config_group  # noqa: E402
 from .cli_data import data_group  # noqa: E402
+from .cli_detect import detect_command  # noqa: E402
 from .cli_new import new_group  # noqa: E402
 from .cli_show import show_group  # noqa: E402
 
-for _group in (cache_group, checkpoint_group, config_group, data_group, new_group, show_group):
+for _group in (cache_group, checkpoint_group, config_group, data_group, detect_command, new_group, show_group):
     cli.add_command(_group)
 
 

@@ -87,7 +87,8 @@ def method_digest(cls: type) -> str:
 
     Memoised per process by the files' (path, size, mtime), since every stage of every cell asks
     for it; an edited file has a new mtime, so an edit is still seen."""
-    paths = [(name, _source_path(name)) for name in module_closure(cls.__module__)]
+    modules = (cls.__module__, *getattr(cls, "digest_modules", ()))  # a composition names its parts' modules
+    paths = [(name, _source_path(name)) for name in sorted(set().union(*(module_closure(m) for m in modules)))]
     stamp = tuple((name, str(path), path.stat().st_size, path.stat().st_mtime_ns) if path else (name,) for name, path in paths)
     if stamp not in _DIGESTS:
         digest = hashlib.sha256()

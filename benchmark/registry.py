@@ -2,7 +2,8 @@
 
 A class registers under a name with a decorator (as timm's ``register_model``); a duplicate name is
 an error; an unknown name is an error that lists the valid names and the closest match.
-Third-party packages register through entry points (``clipbench.attacks``, ``clipbench.defenses``):
+Third-party packages register through entry points (``clipbench.attacks``, ``clipbench.defenses``,
+``clipbench.detectors``):
 their names are listed without importing them, and their module is imported on first use.
 """
 
@@ -27,6 +28,26 @@ class Registry(Generic[T]):
         self._builtin_modules = builtin_modules
         self._entry_point_group = entry_point_group
         self._builtins_loaded = False
+        self._families: list[tuple[str, Callable[[str], T], Callable[[], list[str]]]] = []
+        self._family_built: set[str] = set()
+
+    def add_family(self, prefix: str, factory: Callable[[str], T], members: Callable[[], list[str]]) -> None:
+        """Names ``prefix + m`` for every ``m`` of ``members()``, each built by ``factory(m)`` on
+        first use (e.g. ``filter-kdistance``: a detector composed with training). Family names are
+        valid everywhere a name is, and listed by :meth:`family_names`, not by :meth:`names` (so
+        ``all`` does not include them)."""
+        self._families.append((prefix, factory, members))
+
+    def family_names(self) -> list[str]:
+        """Every name of every family, sorted."""
+        return sorted(prefix + member for prefix, _, members in self._families for member in members())
+
+    def _from_family(self, name: str) -> None:
+        for prefix, factory, members in self._families:
+            if name.startswith(prefix) and name[len(prefix):] in members():
+                self.register(name)(factory(name[len(prefix):]))
+                self._family_built.add(name)
+                return
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: register the decorated class under ``name``."""
@@ -55,7 +76,7 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Every registered name, built-in and from entry points, sorted."""
         self._load_builtins()
-        return sorted(set(self._items) | set(self._entry_points()))
+        return sorted((set(self._items) - self._family_built) | set(self._entry_points()))
 
     def get(self, name: str) -> T:
         """The class registered as ``name``; an unknown name raises with the valid ones."""
@@ -68,7 +89,9 @@ class Registry(Generic[T]):
                 if isinstance(loaded, type):
                     loaded.registry_name = name
         if name not in self._items:
-            valid = self.names()
+            self._from_family(name)
+        if name not in self._items:
+            valid = self.names() + self.family_names()
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ClipbenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(valid)}.{hint}")
@@ -108,7 +131,23 @@ DEFENSES: Registry = Registry(
     tuple(f"clipbench.defenses.{m}" for m in ("none", "finetune", "cleanclip", "abd", "roclip", "safeclip")),
     "clipbench.defenses",
 )
+DETECTORS: Registry = Registry(
+    "detector",
+    tuple(f"clipbench.detectors.{m}" for m in ("kdistance", "slof", "dao", "similarity")),
+    "clipbench.detectors",
+)
 PRESETS: Registry = Registry("preset", ("clipbench.presets",))
+
+
+def _filter_defense(detector: str):
+    from clipbench.defenses.filter import filter_defense
+
+    return filter_defense(detector, DETECTORS.get(detector))
+
+
+#: ``filter-<detector>``: every data-level detector composed with training (``clipbench.defenses.filter``).
+DEFENSES.add_family("filter-", _filter_defense,
+                    lambda: [name for name in DETECTORS.names() if DETECTORS.get(name).level == "data"])
 MODELS: Registry = Registry("model", ("clipbench.model_zoo",))
 REPRODUCTIONS: Registry = Registry("reproduction", ("clipbench.reproduce",))
 
@@ -121,3 +160,8 @@ def register_attack(name: str):
 def register_defense(name: str):
     """Register a defense class (a subclass of :class:`clipbench.defenses.base.Defense`)."""
     return DEFENSES.register(name)
+
+
+def register_detector(name: str):
+    """Register a detector class (a subclass of :class:`clipbench.detectors.base.Detector`)."""
+    return DETECTORS.register(name)

@@ -8,7 +8,7 @@ import torch
 from clipbench.cells import CellRequest, resolve_cell
 from clipbench.registry import DEFENSES
 
-DEFENSE_NAMES = DEFENSES.names()
+DEFENSE_NAMES = DEFENSES.names() + DEFENSES.family_names()  # filter-<detector> compositions too
 METRICS = ("ca_top1", "ca_top5", "asr", "asr_all", "ra")
 
 

@@ -1,0 +1,87 @@
+"""``clipbench detect``: data-level detectors on the victim splits of a preset, scored by AUROC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli_common import check_device, default_cache_dir
+from .errors import ClipbenchError
+
+
+@click.command("detect")
+@click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
+@click.option("--detector", "detectors", default="all", show_default=True,
+              help="data-level detector name(s), comma-separated, or 'all' (see 'clipbench list detectors')")
+@click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
+@click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="override a config value (repeatable), e.g. detector.k=32 or poison.count=100")
+@click.option("--results-dir", type=click.Path(path_type=Path), default=Path("clipbench-results"), show_default=True,
+              help="folder of the result JSONs (one per attack, detector and seed)")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="artifact cache [default: ~/.cache/clipbench]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
+def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_dir, device) -> None:
+    """Score every training pair of each attack's poisoned victim split with data-level detectors,
+    and measure AUROC, AUPRC and TPR at 1% / 5% FPR against the poison manifest.
+
+    The victim split is embedded as the victim trained on it (its triggers and poisoned captions
+    in place) by the victim model, or by the clean model for detectors that use it; the clean
+    model, poison and victim come from the cache or are computed as 'clipbench run' would. A
+    finished result with the same detector and attack config is reused.
+
+    \b
+    Examples:
+      clipbench detect --attack badnet --detector kdistance
+      clipbench detect --attack all --detector all --seeds 0,1,2 --results-dir results/tiny-detect
+      clipbench detect --attack blended --detector slof --set detector.k=32
+    """
+    from tabulate import tabulate
+
+    from .atomic import write_json
+    from .cache import ensure_writable
+    from .cells import CellRequest, resolve_cells
+    from .cli import _attack_names, _int_list
+    from .config import parse_set_options, to_dict
+    from .detection import DetectionRun, detection_name, detector_configs, stored_detection
+    from .progress import progress as progress_bar
+    from .registry import DETECTORS
+    from .stages import Workspace
+
+    check_device(device)
+    overrides = parse_set_options(sets)
+    detector_overrides = overrides.pop("detector", {})
+    names = DETECTORS.resolve_list(detectors)
+    for name in names:
+        if DETECTORS.get(name).level != "data":
+            raise ClipbenchError(f"detector {name} works at the {DETECTORS.get(name).level} level; "
+                                 "'clipbench detect' runs data-level detectors")
+    configs = detector_configs(names, detector_overrides)
+    cells = resolve_cells([CellRequest(preset=preset, attack=attack, defense="none", seed=seed, overrides=overrides)
+                           for attack in _attack_names(attacks, preset) for seed in _int_list(seeds, "--seed")])
+    for cell in cells:
+        for name in names:
+            DETECTORS.get(name).check_pairs(configs[name], cell.preset.scenario.victim_size)
+    ensure_writable(results_dir, "results directory")
+    ws = Workspace(cache_dir or default_cache_dir(), device=device)
+    run = DetectionRun(ws)
+    rows = []
+    bar = progress_bar(total=len(cells) * len(names), desc="detect", unit="result")
+    for cell in cells:
+        for name in names:
+            path = results_dir / f"{detection_name(cell, name)}.json"
+            result = stored_detection(path)
+            if (result is None or result["detector"]["config"] != to_dict(configs[name])
+                    or result["attack_config"] != to_dict(cell.attack_config)):
+                result = run.run(cell, name, DETECTORS.get(name), configs[name])
+                write_json(path, result)
+            auroc = result["metrics"]["auroc"]
+            rows.append((cell.request.attack, name, cell.seed, result["poisoned"], result["pairs"],
+                         f"{100 * auroc['value']:.1f} [{100 * auroc['ci95'][0]:.1f}, {100 * auroc['ci95'][1]:.1f}]",
+                         f"{100 * result['metrics']['tpr_at_fpr_5']['value']:.1f}"))
+            bar.update(1)
+    bar.close()
+    click.echo(tabulate(rows, headers=("attack", "detector", "seed", "poisoned", "pairs", "AUROC % [95% CI]",
+                                       "TPR@5%FPR %"), tablefmt="simple"))
+    click.echo(f"results: {results_dir}")

@@ -1,0 +1,148 @@
+"""Data-level detection on a cell's victim split: embed the pairs as the victim trained on them
+(poisoned captions in place, triggers applied), hand the embeddings to a detector, and score its
+output against the poison manifest, which only this module reads.
+
+A detection result is one JSON per (attack, detector, seed), beside the CA/ASR results and in
+the same spirit: the cell, the detector and its config, the metrics with their definitions and
+intervals (:mod:`clipbench.detection_metrics`), and the score quantiles of poisoned and clean pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from . import seeding
+from .cells import Cell
+from .config import to_dict
+from .errors import ClipbenchError
+
+#: Pairs embedded per forward pass.
+EMBED_BATCH = 512
+SCHEMA_VERSION = 1
+
+
+def detection_name(cell: Cell, detector: str) -> str:
+    """``<preset>__<model>__<attack>__detect-<detector>__seed<k>`` (the file name, without ``.json``)."""
+    return f"{cell.preset.name}__{cell.preset.model}__{cell.request.attack}__detect-{detector}__seed{cell.seed}"
+
+
+def embed_pairs(clip: Any, pipeline: Any, data: Any, device: Any) -> tuple[Any, Any]:
+    """Image and text embeddings (``encode_image`` / ``encode_text``, not normalised) of every
+    pair of ``data`` in its order, the trigger applied to its triggered rows."""
+    import torch
+
+    from .data.feed import feed
+    from .training import TriggerRows
+
+    n = len(data)
+    transform = TriggerRows(n, data.trigger_rows, data.trigger, torch.as_tensor(data.pairs.ids))
+    batches = [np.arange(start, min(start + EMBED_BATCH, n)) for start in range(0, n, EMBED_BATCH)]
+    images, texts = [], []
+    clip.model.eval()
+    with torch.no_grad():
+        for rows, batch in feed(data.images, batches, transform, device):
+            images.append(clip.model.encode_image(pipeline.pixels(batch, device)).float().cpu())
+            tokens = clip.tokenize([data.captions[int(r)] for r in rows]).to(device)
+            texts.append(clip.model.encode_text(tokens).float().cpu())
+    return torch.cat(images), torch.cat(texts)
+
+
+class DetectionRun:
+    """Runs detectors on the victim splits of cells, embedding each (cell, model) once."""
+
+    def __init__(self, workspace: Any):
+        self.ws = workspace
+        self._embedded: dict[tuple[str, str], tuple[Any, Any, np.ndarray]] = {}
+
+    def _embeddings(self, cell: Cell, which: str) -> tuple[Any, Any, np.ndarray]:
+        key = (cell.name, which)
+        if key not in self._embedded:
+            from .image_pipeline import ImagePipeline
+            from .models import load_checkpoint
+            from .stages.clean import clean_model
+            from .stages.poison import build_attack, poison, poisoned_training_data
+            from .stages.victim import victim
+
+            clean = clean_model(self.ws, cell)
+            poisoned = poison(self.ws, cell, clean)
+            record = victim(self.ws, cell, clean, poisoned) if which == "victim" else clean
+            clip = load_checkpoint(record.path)
+            clip.model.to(self.ws.device)
+            pipeline = ImagePipeline.from_model(clip.model)
+            data = poisoned_training_data(self.ws, cell, poisoned, pipeline)
+            images, texts = embed_pairs(clip, pipeline, data, self.ws.device)
+            labels = np.zeros(len(data), dtype=bool)
+            labels[np.asarray(build_attack(cell, poisoned)[1].rows, dtype=np.int64)] = True
+            self._embedded = {k: v for k, v in self._embedded.items() if k[0] == cell.name}  # one cell held at a time
+            self._embedded[key] = (images, texts, labels)
+        return self._embedded[key]
+
+    def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
+        """Score the victim split of ``cell`` with detector ``name`` and return its result."""
+        from .detection_metrics import detection_metrics
+        from .detectors.base import PairEmbeddings
+
+        if detector_cls.level != "data":
+            raise ClipbenchError(f"detector {name} works at the {detector_cls.level} level; "
+                                 "'clipbench detect' runs data-level detectors")
+        started = time.perf_counter()
+        images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
+        seed = seeding.sub_seed(cell.seed, f"detector:{name}")
+        scores = np.asarray(detector_cls(config).score(PairEmbeddings(images=images, texts=texts, seed=seed)),
+                            dtype=np.float64)
+        if scores.shape != (len(labels),):
+            raise ClipbenchError(f"detector {name} returned {scores.size} scores for {len(labels)} pairs")
+        if not np.isfinite(scores).all():
+            raise ClipbenchError(f"detector {name} returned {int((~np.isfinite(scores)).sum())} scores that are not finite")
+        metrics = detection_metrics(scores, labels)
+        quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+        return {
+            "schema_version": SCHEMA_VERSION, "kind": "detection", "status": "ok",
+            "cell": {"preset": cell.preset.name, "model": cell.preset.model, "attack": cell.request.attack,
+                     "detector": name, "level": detector_cls.level, "seed": cell.seed},
+            "detector": {"name": name, "config": to_dict(config), "embedding_model": detector_cls.embedding_model,
+                         "source": detector_cls.source, "provenance": detector_cls.provenance, "seed": seed},
+            "attack_config": to_dict(cell.attack_config),
+            "pairs": int(len(labels)), "poisoned": int(labels.sum()),
+            "metrics": {k: v.to_dict() for k, v in metrics.items()},
+            "score_quantiles": {group: dict(zip(map(str, quantiles), np.quantile(scores[mask], quantiles).tolist()))
+                                for group, mask in (("poisoned", labels), ("clean", ~labels))},
+            "wall_s": round(time.perf_counter() - started, 2),
+        }
+
+
+def detector_configs(names: list[str], overrides: dict[str, str]) -> dict[str, Any]:
+    """Each detector's default config with the ``--set detector.KEY=VALUE`` keys it has applied
+    (and validated); a key that no selected detector has is an error listing the keys they have."""
+    from .config import apply_overrides
+    from .registry import DETECTORS
+
+    configs = {}
+    for name in names:
+        config = DETECTORS.get(name).default_config()
+        fields = {f.name for f in dataclasses.fields(config)}
+        config = apply_overrides(config, {k: v for k, v in overrides.items() if k in fields}, "detector")
+        getattr(config, "validate", lambda: None)()
+        configs[name] = config
+    have = sorted({f.name for config in configs.values() for f in dataclasses.fields(config)})
+    for key in overrides:
+        if key not in have:
+            raise ClipbenchError(f"--set detector.{key}: no selected detector ({', '.join(names)}) has this key; "
+                                 f"their keys: {', '.join(have) or 'none'}")
+    return configs
+
+
+def stored_detection(path: Path) -> Optional[dict]:
+    """A finished detection result at ``path``, if any."""
+    import json
+
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) and stored.get("status") == "ok" else None

@@ -1,0 +1,1 @@
+"""Detectors: one module per detector, each registered with :func:`clipbench.registry.register_detector`."""

@@ -1,0 +1,88 @@
+"""The detector contract: a typed config with cited defaults, a level, and ``score``.
+
+A detector returns scores only, higher meaning more suspicious; the harness alone holds the
+ground truth (the poison manifest, the trigger, which models are poisoned) and turns scores into
+AUROC, AUPRC and TPR at fixed FPR (:mod:`clipbench.detection_metrics`). Levels:
+
+- ``data``: one score per training pair of the poisoned victim split. The detector gets the
+  pairs' image and text embeddings under the model its method names (the victim, or the clean
+  model), in the split's order, never which rows are poisoned;
+- ``input``: one score per evaluation image, run on clean and on triggered images;
+- ``model``: one score per model, run on the clean model, on every victim and every defended model.
+
+Modules in this package import torch only inside methods, so listing detectors stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from clipbench.models import ClipModel
+
+Level = Literal["data", "input", "model"]
+#: Which model a data-level detector embeds the pairs with.
+EmbeddingModel = Literal["victim", "clean"]
+
+
+@dataclass
+class PairEmbeddings:
+    """What a data-level detector is handed: one row per training pair, in the split's order.
+
+    ``images`` and ``texts`` are the encoders' outputs (``N x D``, not normalised: a detector that
+    wants cosine geometry normalises them itself); ``seed`` is the cell's detector sub-seed;
+    ``model`` is the model that produced them, for a detector that needs more than embeddings.
+    """
+
+    images: "torch.Tensor"
+    texts: "torch.Tensor"
+    seed: int
+    model: Optional["ClipModel"] = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+class Detector:
+    """Base class of detectors: ``Config`` (a dataclass), ``level`` and ``score``."""
+
+    Config: ClassVar[type]
+    level: ClassVar[Level] = "data"
+    #: For data-level detectors: whose embeddings the method uses.
+    embedding_model: ClassVar[EmbeddingModel] = "victim"
+    description: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    provenance: ClassVar[str] = "official method"
+    registry_name: ClassVar[str] = ""
+
+    def __init__(self, config: Any):
+        validate = getattr(config, "validate", None)
+        if validate is not None:
+            validate()
+        self.config = config
+
+    @classmethod
+    def default_config(cls) -> Any:
+        return cls.Config()
+
+    def score(self, inputs: Any) -> "np.ndarray":
+        """One float per item (pair, image or model), higher = more suspicious."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_pairs(cls, config: Any, pairs: int) -> None:
+        """Reject a config that cannot score a split of ``pairs`` pairs, before anything runs
+        (default: nothing)."""
+
+
+class DataDetector(Detector):
+    """A detector of poisoned training pairs (:class:`PairEmbeddings` in, one score per pair out)."""
+
+    level: ClassVar[Level] = "data"
+
+    def score(self, inputs: PairEmbeddings) -> "np.ndarray":
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""``clipbench detect`` and the filter-then-train compositions: results scored against the
+manifest, reuse, bad input before compute, and the family names of the defense registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cli_errors import check_one_line_error
+
+from clipbench.code_digest import method_digest
+from clipbench.errors import ClipbenchError
+from clipbench.registry import DEFENSES
+
+
+def test_detect_writes_one_scored_result_per_attack_detector_and_seed(cli_subprocess, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    args = ["detect", "--preset", "micro", "--attack", "badnet", "--detector", "kdistance,similarity",
+            "--results-dir", results, "--cache-dir", cache_dir]
+    done = cli_subprocess(args, timeout=600)
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in results.glob("*.json"))
+    assert files == ["micro__clipbench-micro-vit__badnet__detect-kdistance__seed0.json",
+                     "micro__clipbench-micro-vit__badnet__detect-similarity__seed0.json"]
+    result = json.loads((results / files[0]).read_text())
+    assert result["pairs"] == 256 and 0 < result["poisoned"] < 256
+    for name in ("auroc", "auprc", "tpr_at_fpr_1", "tpr_at_fpr_5"):
+        metric = result["metrics"][name]
+        assert 0 <= metric["ci95"][0] <= metric["value"] <= metric["ci95"][1] <= 1 and metric["definition"]
+    assert result["detector"]["config"] == {"k": 16, "reference_size": 1024}
+    stamps = [p.stat().st_mtime_ns for p in sorted(results.glob("*.json"))]
+    again = cli_subprocess(args, timeout=600)
+    assert again.returncode == 0 and [p.stat().st_mtime_ns for p in sorted(results.glob("*.json"))] == stamps
+    changed = cli_subprocess(args + ["--set", "detector.k=8"], timeout=600)  # similarity has no k: left alone
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads((results / files[0]).read_text())["detector"]["config"]["k"] == 8
+    assert (results / files[1]).stat().st_mtime_ns == stamps[1]
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--detector", "kdistanse"], "Did you mean 'kdistance'?"),
+    (["--set", "detector.k=0"], "detector.k must be >= 1, got 0"),
+    (["--set", "detector.k=600"], "detector.k=600 needs more than 600 reference points"),
+    (["--set", "detector.nosuch=1"], "--set detector.nosuch: no selected detector (kdistance) has this key; their keys: k, reference_size"),
+    (["--detector", "similarity", "--set", "detector.k=3"], "no selected detector (similarity) has this key; their keys: none"),
+])
+def test_detect_bad_input_is_one_line_before_compute(extra, fragment, cli_subprocess, tmp_path):
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    done = cli_subprocess(["detect", "--preset", "micro", "--detector", "kdistance", "--results-dir", results,
+                           "--cache-dir", cache, *extra])
+    check_one_line_error(done, fragment)
+    assert not results.exists() or not any(results.iterdir())
+    assert not cache.exists() or not any(cache.rglob("*.safetensors"))
+
+
+def test_filter_defenses_are_a_family_of_the_defense_registry():
+    assert "filter-kdistance" in DEFENSES.family_names() and "filter-similarity" in DEFENSES.family_names()
+    assert not any(name.startswith("filter-") for name in DEFENSES.resolve_list("all"))  # 'all' leaves them out
+    kdistance, similarity = DEFENSES.get("filter-kdistance"), DEFENSES.get("filter-similarity")
+    assert kdistance.stage == similarity.stage == "training_time" and kdistance.registry_name == "filter-kdistance"
+    assert DEFENSES.get("filter-kdistance") is kdistance  # built once
+    assert method_digest(kdistance) != method_digest(similarity)  # each digest covers its detector's code
+    with pytest.raises(ClipbenchError, match="unknown defense 'filter-nope'.*filter-slof"):
+        DEFENSES.get("filter-nope")
+
+
+def test_a_filter_defense_drops_its_share_of_pairs(cache_dir, tmp_path):
+    from clipbench.cells import CellRequest, resolve_cell
+    from clipbench.matrix import RunnerSettings
+
+    runner = RunnerSettings(str(cache_dir), str(tmp_path / "results"), "cpu", False).cell_runner()
+    cell = resolve_cell(CellRequest(preset="micro", attack="badnet", defense="filter-similarity",
+                                    overrides={"defense": {"drop_fraction": "0.25"}}))
+    result = runner.run_cell(cell)
+    assert result["status"] == "ok", result.get("error")
+    key = result["stages"]["defense"]["key"]
+    (meta,) = [json.loads(p.read_text()) for p in cache_dir.rglob("meta.json") if p.parent.name == key]
+    assert meta["extras"]["filter"] == {"detector": "similarity", "pairs": 256, "dropped": 64}

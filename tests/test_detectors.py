@@ -1,0 +1,112 @@
+"""Every registered detector against the contract, and the neighbourhood scores against a
+brute-force reading of their definitions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from clipbench.detection_metrics import auroc
+from clipbench.detectors.base import DataDetector, PairEmbeddings
+from clipbench.errors import ClipbenchError
+from clipbench.registry import DETECTORS
+
+
+def _planted(n: int = 300, poisoned: int = 15, dim: int = 16, seed: int = 0):
+    """Clean pairs in five tight clusters with captions beside their images; poisoned pairs
+    scattered far apart, each with an unrelated caption (sparse neighbourhoods, low similarity)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(5, dim, generator=g) * 3
+    labels = torch.zeros(n, dtype=torch.bool)
+    labels[torch.randperm(n, generator=g)[:poisoned]] = True
+    cluster = torch.randint(0, 5, (n,), generator=g)
+    images = centres[cluster] + 0.3 * torch.randn(n, dim, generator=g)
+    texts = images + 0.1 * torch.randn(n, dim, generator=g)
+    images[labels] = 6 * torch.randn(poisoned, dim, generator=g)
+    texts[labels] = centres[torch.randint(0, 5, (poisoned,), generator=g)] + 0.1 * torch.randn(poisoned, dim, generator=g)
+    return PairEmbeddings(images=images, texts=texts, seed=seed), labels.numpy()
+
+
+@pytest.mark.parametrize("name", DETECTORS.names())
+def test_every_detector_scores_every_pair_finitely_and_finds_planted_poison(name):
+    cls = DETECTORS.get(name)
+    assert cls.description and cls.source and cls.level in ("data", "input", "model")
+    if cls.level != "data":
+        pytest.skip("input- and model-level detectors have their own contract tests")
+    detector = cls(dataclasses.replace(cls.default_config(), **({"reference_size": 128} if "reference_size" in
+                                                                 {f.name for f in dataclasses.fields(cls.Config)} else {})))
+    inputs, labels = _planted()
+    scores = np.asarray(detector.score(inputs))
+    assert scores.shape == (len(inputs),) and np.isfinite(scores).all()
+    assert auroc(scores, labels) > 0.9
+
+
+def test_a_data_detector_is_never_handed_the_poison_manifest():
+    assert {f.name for f in dataclasses.fields(PairEmbeddings)} == {"images", "texts", "seed", "model"}
+    assert issubclass(DETECTORS.get("kdistance"), DataDetector)
+
+
+def _brute_force(images: np.ndarray, texts: np.ndarray, k: int):
+    """k-distance, SLOF and DAO of each pair with the whole set as one reference batch, by loops."""
+    n = len(images)
+    points = np.concatenate([images, texts])
+
+    def kth(distances):
+        return np.sort(distances)[k - 1]
+
+    def lid(distances):
+        nearest = np.sort(distances)[:k]
+        return -k / np.sum(np.log(nearest / nearest[-1] + 1e-4))
+
+    ref_dist = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(ref_dist, np.inf)
+    out = {"kdistance": [], "slof": [], "dao": []}
+    for i in range(n):
+        d = ref_dist[i].copy()
+        d[n + i] = np.inf  # the pair's own caption
+        neighbours = np.argsort(d)[:k]
+        own = kth(d)
+        out["kdistance"].append(own)
+        out["slof"].append(np.mean([own / kth(ref_dist[j]) for j in neighbours]))
+        out["dao"].append(np.mean([lid(ref_dist[j]) * np.log(own / kth(ref_dist[j])) for j in neighbours]))
+    return {name: np.array(values) for name, values in out.items()}
+
+
+@pytest.mark.parametrize("name", ["kdistance", "slof", "dao"])
+def test_neighbourhood_scores_match_their_definitions(name):
+    rng = np.random.default_rng(1)
+    images, texts = rng.normal(size=(40, 5)), rng.normal(size=(40, 5))
+    cls = DETECTORS.get(name)
+    scores = cls(cls.Config(k=4, reference_size=40)).score(
+        PairEmbeddings(images=torch.tensor(images, dtype=torch.float32), texts=torch.tensor(texts, dtype=torch.float32), seed=0))
+    expected = _brute_force(images.astype(np.float32).astype(np.float64), texts.astype(np.float32).astype(np.float64), 4)
+    np.testing.assert_allclose(scores, expected[name], rtol=1e-6)
+
+
+def test_reference_batches_cover_every_pair_once_and_short_tails_join():
+    from clipbench.detectors.neighbourhood import neighbourhoods
+
+    images = torch.randn(250, 4)
+    rows = np.concatenate([h.rows for h in neighbourhoods(images, images + 0.1, k=3, reference_size=100, seed=0)])
+    assert sorted(rows.tolist()) == list(range(250))
+    sizes = [len(h.rows) for h in neighbourhoods(images, images, k=3, reference_size=100, seed=0)]
+    assert sizes == [100, 100, 50]
+    sizes = [len(h.rows) for h in neighbourhoods(images[:240], images[:240], k=3, reference_size=100, seed=0)]
+    assert sizes == [100, 140]  # a tail under half a batch joins the one before it
+
+
+def test_k_larger_than_the_reference_batch_is_one_clear_error():
+    cls = DETECTORS.get("kdistance")
+    inputs, _ = _planted(n=20, poisoned=2)
+    with pytest.raises(ClipbenchError, match="k=64 needs more than 64 reference points"):
+        cls(cls.Config(k=64)).score(inputs)
+    with pytest.raises(ClipbenchError, match="detector.k must be >= 1"):
+        cls(cls.Config(k=0))
+
+
+def test_detector_names_are_checked_with_a_suggestion():
+    with pytest.raises(ClipbenchError, match="Did you mean 'slof'"):
+        DETECTORS.get("slfo")
