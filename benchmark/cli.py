@@ -348,9 +348,11 @@ def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
         for warning in caught:
             click.echo(f"clipbench: warning: {warning.message}", err=True)
 
+    from .detection_report import load_detections
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        found = load_results(results_dir)
+        found = load_results(results_dir) + load_detections(results_dir)
     echo_warnings(caught)
     if not found:
         raise ClipbenchError(f"--results-dir {results_dir} holds no readable clipbench result; nothing written")

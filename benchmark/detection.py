@@ -23,7 +23,9 @@ from .errors import ClipbenchError
 
 #: Pairs embedded per forward pass.
 EMBED_BATCH = 512
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: False-positive rates the stored ROC curve is sampled at (0 to 1 in steps of 0.01).
+ROC_GRID = np.round(np.linspace(0, 1, 101), 2)
 
 
 def detection_name(cell: Cell, detector: str) -> str:
@@ -84,7 +86,7 @@ class DetectionRun:
 
     def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
         """Score the victim split of ``cell`` with detector ``name`` and return its result."""
-        from .detection_metrics import detection_metrics
+        from .detection_metrics import detection_metrics, roc_on_grid
         from .detectors.base import PairEmbeddings
 
         if detector_cls.level != "data":
@@ -110,6 +112,7 @@ class DetectionRun:
             "attack_config": to_dict(cell.attack_config),
             "pairs": int(len(labels)), "poisoned": int(labels.sum()),
             "metrics": {k: v.to_dict() for k, v in metrics.items()},
+            "roc": {"fpr": ROC_GRID.tolist(), "tpr": np.round(roc_on_grid(scores, labels, ROC_GRID), 5).tolist()},
             "score_quantiles": {group: dict(zip(map(str, quantiles), np.quantile(scores[mask], quantiles).tolist()))
                                 for group, mask in (("poisoned", labels), ("clean", ~labels))},
             "wall_s": round(time.perf_counter() - started, 2),
@@ -145,4 +148,5 @@ def stored_detection(path: Path) -> Optional[dict]:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return stored if isinstance(stored, dict) and stored.get("status") == "ok" else None
+    ok = isinstance(stored, dict) and stored.get("status") == "ok" and stored.get("schema_version") == SCHEMA_VERSION
+    return stored if ok else None

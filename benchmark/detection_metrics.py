@@ -92,6 +92,15 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
     return float(true_positives[allowed].max() / labels.sum()) if allowed.any() else 0.0
 
 
+def roc_on_grid(scores: np.ndarray, labels: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The ROC curve sampled at the false-positive rates of ``grid``: at each, the largest
+    true-positive rate whose false-positive rate is at most it (what :func:`tpr_at_fpr` gives)."""
+    scores, labels = _check(scores, labels)
+    true_positives, false_positives = _roc_points(scores, labels)
+    index = np.searchsorted(false_positives / (~labels).sum(), np.asarray(grid, dtype=np.float64), side="right") - 1
+    return np.where(index >= 0, true_positives[np.maximum(index, 0)] / labels.sum(), 0.0)
+
+
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "auroc": auroc,
     "auprc": auprc,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .detection_report import ROC_CAPTION
 from .page import Cell, Figure, MetricTable, build_page
 from .ranking import IMPLANT_THRESHOLD, rank_defenses
 from .report import main_setting
@@ -28,6 +29,7 @@ CAPTIONS = {
     "tradeoff_curves": "Budget sweeps: clean accuracy against ASR per attack, each defense's points in the order of the "
                        "swept value (labelled), post-training defenses starting at the victim (star); the dashed line is "
                        "the matched-budget accuracy.",
+    "roc_curves": ROC_CAPTION,
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_text
+from .detection_report import is_detection
 from .results import SCHEMA_VERSION
 
 METRICS = ("ca_top1", "asr", "asr_all", "ra")
@@ -32,6 +33,8 @@ def load_results(folder: Path) -> list[dict]:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             warnings.warn(f"skipping {path}: not readable JSON ({error})", stacklevel=2)
+            continue
+        if is_detection(data):  # tabled by clipbench.detection_report
             continue
         if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "cell" not in data:
             warnings.warn(f"skipping {path}: not a clipbench result (schema {SCHEMA_VERSION})", stacklevel=2)
@@ -168,11 +171,17 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
     ``out``; with budget sweeps among the results, also their curve points and the matched-budget
     table at ``ca_loss`` (:mod:`clipbench.curves`)."""
     from .curves import curve_points, matched_budget, matched_table
+    from .detection_report import load_detections, write_detection_report
     from .page_data import page_for
 
     results = load_results(results_folder)
-    frame = long_form(results)
+    detections = load_detections(results_folder)
     out.mkdir(parents=True, exist_ok=True)
+    detection_files, detection_sections, detection_tables = write_detection_report(detections, out)
+    if not results:  # a folder of detection results only: their tables and ROC curves
+        write_text(out / "tables.md", "\n".join(detection_sections))
+        return detection_files + [out / "tables.md", _write_meta(out, results_folder, len(detections))]
+    frame = long_form(results)
     written = [out / "results_long.csv"]
     write_text(written[0], frame.to_csv(index=False))
     sections = []
@@ -200,23 +209,27 @@ def write_report(results_folder: Path, out: Path, title: str = "clipbench leader
         written += [out / "curve_points.csv"] + _write_table(out, "matched_budget", matched, latex=False)
         sections.append(f"### {matched_label}\n\n{matched.to_markdown()}\n\n† a seed's curve kept its accuracy over "
                         "the whole sweep: a larger budget may lower its ASR further.\n")
-    write_text(out / "tables.md", "\n".join(sections))
+    write_text(out / "tables.md", "\n".join(sections + detection_sections))
     written.append(out / "tables.md")
     from .plots import all_plots
 
-    figures = all_plots(frame, out, points, ca_loss)
-    written += figures
+    figures = all_plots(frame, out, points, ca_loss) + [p for p in detection_files if p.suffix == ".png"]
+    written += figures + [p for p in detection_files if p.suffix != ".png"]
     extra = {"Clean model under each attack's trigger (%)": clean} if not clean.empty else {}
     if not matched.empty:
         extra[matched_label] = matched
+    extra.update(detection_tables)
     write_text(out / "index.html", page_for(title, results, frame, Path(results_folder), out, incomplete, extra, figures))
     written.append(out / "index.html")
+    written.append(_write_meta(out, results_folder, len(results) + len(detections)))
+    return written
+
+
+def _write_meta(out: Path, results_folder: Path, count: int) -> Path:
     import datetime
 
     from . import __version__
     from .atomic import write_json
 
-    write_json(out / REPORT_META, {"generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                                        "clipbench_version": __version__, "results": str(results_folder), "cells": len(results)})
-    written.append(out / REPORT_META)
-    return written
+    return write_json(out / REPORT_META, {"generated_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                          "clipbench_version": __version__, "results": str(results_folder), "cells": count})

@@ -35,6 +35,11 @@ def test_detect_writes_one_scored_result_per_attack_detector_and_seed(cli_subpro
     assert changed.returncode == 0, changed.stderr
     assert json.loads((results / files[0]).read_text())["detector"]["config"]["k"] == 8
     assert (results / files[1]).stat().st_mtime_ns == stamps[1]
+    report = cli_subprocess(["report", "--results-dir", results, "--out", tmp_path / "report"], timeout=300)
+    assert report.returncode == 0, report.stderr
+    table = (tmp_path / "report" / "detection_auroc.md").read_text()
+    assert "kdistance" in table and "similarity" in table and "badnet" in table
+    assert (tmp_path / "report" / "roc_curves.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("extra,fragment", [

@@ -32,6 +32,14 @@ def test_tpr_at_fpr_matches_scikit_learns_roc_curve(name, scores, labels, fpr):
     assert tpr_at_fpr(scores, labels, fpr) == pytest.approx(true_rates[false_rates <= fpr].max(), abs=1e-12)
 
 
+@pytest.mark.parametrize("name,scores,labels", list(_cases()), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_sampled_roc_curve_is_tpr_at_each_fpr(name, scores, labels):
+    from clipbench.detection_metrics import roc_on_grid
+
+    grid = np.linspace(0, 1, 21)
+    np.testing.assert_allclose(roc_on_grid(scores, labels, grid), [tpr_at_fpr(scores, labels, g) for g in grid])
+
+
 def test_hand_built_values():
     scores, labels = np.array([0.9, 0.8, 0.8, 0.3, 0.2, 0.1]), np.array([1, 0, 1, 0, 1, 0], bool)
     # pairs (poisoned, clean): 3 x 3 = 9; poisoned above clean: 0.9 beats 3, 0.8 beats 2 and ties 1, 0.2 beats 1

@@ -1,0 +1,116 @@
+"""Tables and ROC curves of detection results (``clipbench detect``), built by ``clipbench report``
+beside the CA/ASR tables when a results folder holds both.
+
+A table is attack x detector, each value the mean ± std over seeds (:func:`clipbench.report.format_cell`);
+the ROC figure has one panel per attack with each detector's curve, the mean true-positive rate
+over seeds at each false-positive rate of the stored grid.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+#: The detection metrics tabled, with their titles.
+TABLES = {
+    "auroc": "Detection AUROC (%)",
+    "auprc": "Detection AUPRC (%)",
+    "tpr_at_fpr_5": "Detection TPR at 5% FPR (%)",
+}
+ROC_CAPTION = ("Detection ROC curves, one panel per attack: each data-level detector's true-positive rate against "
+               "its false-positive rate on the victim split's pairs, mean over seeds; the diagonal is chance.")
+
+
+def is_detection(data: object) -> bool:
+    """Whether a parsed JSON is a detection result."""
+    return isinstance(data, dict) and data.get("kind") == "detection"
+
+
+def load_detections(folder: Path) -> list[dict]:
+    """Every finished detection result under ``folder`` (recursively), sorted by file name."""
+    from .detection import SCHEMA_VERSION
+
+    found = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # reported by the results loader
+        if is_detection(data):
+            if data.get("schema_version") != SCHEMA_VERSION or data.get("status") != "ok":
+                warnings.warn(f"skipping {path}: a detection result of another schema (rerun clipbench detect)", stacklevel=2)
+                continue
+            found.append(data)
+    return found
+
+
+def detection_frame(detections: list[dict]) -> pd.DataFrame:
+    """One row per result and metric: attack, detector, seed, metric, value."""
+    rows = [{"attack": d["cell"]["attack"], "detector": d["cell"]["detector"], "seed": d["cell"]["seed"],
+             "metric": name, "value": metric["value"]}
+            for d in detections for name, metric in d["metrics"].items()]
+    return pd.DataFrame(rows, columns=["attack", "detector", "seed", "metric", "value"])
+
+
+def detection_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Attack x detector, mean ± std over seeds of ``metric``."""
+    from .report import format_cell
+
+    subset = frame[frame["metric"] == metric]
+    if subset.empty:
+        return pd.DataFrame()
+    stats = subset.groupby(["attack", "detector"])["value"].agg(["mean", "std", "count"]).reset_index()
+    stats["cell"] = [format_cell(m, s, int(c)) for m, s, c in zip(stats["mean"], stats["std"], stats["count"])]
+    return stats.pivot(index="attack", columns="detector", values="cell").rename_axis(index="attack", columns="detector")
+
+
+def roc_figure(detections: list[dict], out: Path) -> Path:
+    """``roc_curves.png``: one panel per attack, each detector's mean ROC curve over seeds."""
+    import numpy as np
+
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    attacks = sorted({d["cell"]["attack"] for d in detections})
+    detectors = sorted({d["cell"]["detector"] for d in detections})
+    figure, axes = plt.subplots(1, len(attacks), figsize=(3.2 * len(attacks), 3.4), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        for i, detector in enumerate(detectors):
+            curves = [d["roc"] for d in detections if d["cell"]["attack"] == attack and d["cell"]["detector"] == detector]
+            if curves:
+                tpr = np.mean([c["tpr"] for c in curves], axis=0)
+                ax.plot(100 * np.asarray(curves[0]["fpr"]), 100 * tpr, label=f"{detector}", color=f"C{i}")
+        ax.plot([0, 100], [0, 100], color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(attack)
+        ax.set_xlabel("false-positive rate (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("true-positive rate (%)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", ncol=min(5, len(names)), bbox_to_anchor=(0.5, 1.1), frameon=False)
+    path = _save(figure, out / "roc_curves.png")
+    plt.close(figure)
+    return path
+
+
+def write_detection_report(detections: list[dict], out: Path) -> tuple[list[Path], list[str], dict[str, pd.DataFrame]]:
+    """The detection tables (CSV and Markdown) and the ROC figure in ``out``: the files written,
+    the Markdown sections for ``tables.md`` and the tables by title for the page."""
+    from .atomic import write_text
+
+    frame = detection_frame(detections)
+    written, sections, tables = [], [], {}
+    for metric, title in TABLES.items():
+        table = detection_table(frame, metric)
+        if table.empty:
+            continue
+        for suffix, text in ((".csv", table.to_csv()), (".md", table.to_markdown() + "\n")):
+            write_text(out / f"detection_{metric}{suffix}", text)
+            written.append(out / f"detection_{metric}{suffix}")
+        sections.append(f"### {title}\n\n{table.to_markdown()}\n")
+        tables[title] = table
+    if detections:
+        written.append(roc_figure(detections, out))
+    return written, sections, tables
