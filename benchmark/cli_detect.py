@@ -13,7 +13,7 @@ from .errors import ClipbenchError
 @click.command("detect")
 @click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
 @click.option("--detector", "detectors", default="all", show_default=True,
-              help="data-level detector name(s), comma-separated, or 'all' (see 'clipbench list detectors')")
+              help="data- or input-level detector name(s), comma-separated, or 'all' (see 'clipbench list detectors')")
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
 @click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -24,7 +24,8 @@ from .errors import ClipbenchError
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_dir, device) -> None:
     """Score every training pair of each attack's poisoned victim split with data-level detectors,
-    and measure AUROC, AUPRC and TPR at 1% / 5% FPR against the poison manifest.
+    or clean and triggered evaluation images with input-level ones, and measure AUROC, AUPRC and
+    TPR at 1% / 5% FPR against the poison manifest or the trigger.
 
     The victim split is embedded as the victim trained on it (its triggers and poisoned captions
     in place) by the victim model, or by the clean model for detectors that use it; the clean
@@ -54,15 +55,18 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     detector_overrides = overrides.pop("detector", {})
     names = DETECTORS.resolve_list(detectors)
     for name in names:
-        if DETECTORS.get(name).level != "data":
-            raise ClipbenchError(f"detector {name} works at the {DETECTORS.get(name).level} level; "
-                                 "'clipbench detect' runs data-level detectors")
+        if DETECTORS.get(name).level == "model":
+            raise ClipbenchError(f"detector {name} works at the model level; 'clipbench detect' runs data- and "
+                                 "input-level detectors")
     configs = detector_configs(names, detector_overrides)
     cells = resolve_cells([CellRequest(preset=preset, attack=attack, defense="none", seed=seed, overrides=overrides)
                            for attack in _attack_names(attacks, preset) for seed in _int_list(seeds, "--seed")])
     for cell in cells:
         for name in names:
             DETECTORS.get(name).check_pairs(configs[name], cell.preset.scenario.victim_size)
+            if DETECTORS.get(name).level == "input" and cell.preset.scenario.defense_size == 0:
+                raise ClipbenchError(f"detector {name} blends inputs with clean held-out images: it needs "
+                                     "scenario.defense_size > 0")
     ensure_writable(results_dir, "results directory")
     ws = Workspace(cache_dir or default_cache_dir(), device=device)
     run = DetectionRun(ws)
@@ -77,11 +81,12 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
                 result = run.run(cell, name, DETECTORS.get(name), configs[name])
                 write_json(path, result)
             auroc = result["metrics"]["auroc"]
-            rows.append((cell.request.attack, name, cell.seed, result["poisoned"], result["pairs"],
+            positives, items = (result["poisoned"], result["pairs"]) if "pairs" in result else (result["triggered"], result["images"])
+            rows.append((cell.request.attack, name, cell.seed, positives, items,
                          f"{100 * auroc['value']:.1f} [{100 * auroc['ci95'][0]:.1f}, {100 * auroc['ci95'][1]:.1f}]",
                          f"{100 * result['metrics']['tpr_at_fpr_5']['value']:.1f}"))
             bar.update(1)
     bar.close()
-    click.echo(tabulate(rows, headers=("attack", "detector", "seed", "poisoned", "pairs", "AUROC % [95% CI]",
+    click.echo(tabulate(rows, headers=("attack", "detector", "seed", "positives", "items", "AUROC % [95% CI]",
                                        "TPR@5%FPR %"), tablefmt="simple"))
     click.echo(f"results: {results_dir}")

@@ -1,6 +1,7 @@
-"""Data-level detection on a cell's victim split: embed the pairs as the victim trained on them
-(poisoned captions in place, triggers applied), hand the embeddings to a detector, and score its
-output against the poison manifest, which only this module reads.
+"""Detection on a cell: data level, the victim split's pairs embedded as the victim trained on
+them (poisoned captions in place, triggers applied); input level, evaluation images of
+non-target classes clean and triggered, shuffled together. The detector gets no labels; its
+scores are measured against the poison manifest or the trigger, which only this module reads.
 
 A detection result is one JSON per (attack, detector, seed), beside the CA/ASR results and in
 the same spirit: the cell, the detector and its config, the metrics with their definitions and
@@ -23,6 +24,8 @@ from .errors import ClipbenchError
 
 #: Pairs embedded per forward pass.
 EMBED_BATCH = 512
+#: Evaluation images of non-target classes an input-level detector scores, each clean and triggered.
+INPUT_IMAGES = 1000
 SCHEMA_VERSION = 2
 #: False-positive rates the stored ROC curve is sampled at (0 to 1 in steps of 0.01).
 ROC_GRID = np.round(np.linspace(0, 1, 101), 2)
@@ -84,25 +87,65 @@ class DetectionRun:
             self._embedded[key] = (images, texts, labels)
         return self._embedded[key]
 
-    def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
-        """Score the victim split of ``cell`` with detector ``name`` and return its result."""
-        from .detection_metrics import detection_metrics, roc_on_grid
-        from .detectors.base import PairEmbeddings
+    def _input_images(self, cell: Cell, seed: int) -> tuple[dict, np.ndarray]:
+        """The victim and what STRIP-like detectors need, with :data:`INPUT_IMAGES` evaluation
+        images of non-target classes, clean and triggered, shuffled together; and their labels."""
+        import torch
 
-        if detector_cls.level != "data":
-            raise ClipbenchError(f"detector {name} works at the {detector_cls.level} level; "
-                                 "'clipbench detect' runs data-level detectors")
+        from .evaluation import zero_shot_classifier
+        from .image_pipeline import ImagePipeline
+        from .models import load_checkpoint, place
+        from .stages.clean import clean_model
+        from .stages.poison import build_attack, poison
+        from .stages.victim import victim
+
+        clean = clean_model(self.ws, cell)
+        poisoned = poison(self.ws, cell, clean)
+        clip = place(load_checkpoint(victim(self.ws, cell, clean, poisoned).path), self.ws.device)
+        pipeline = ImagePipeline.from_model(clip.model)
+        attack, _ = build_attack(cell, poisoned)
+        scenario = self.ws.scenario(cell)
+        labels = np.asarray(scenario.evaluation.labels)
+        rng = np.random.default_rng(seed)
+        candidates = np.flatnonzero(labels != scenario.target_index)
+        rows = np.sort(rng.choice(candidates, min(INPUT_IMAGES, len(candidates)), replace=False))
+        images = self.ws.images(cell, "evaluation", pipeline)[rows]
+        both = torch.cat([images, attack.apply(images, torch.as_tensor(scenario.evaluation.ids[rows]))])
+        truth = np.r_[np.zeros(len(rows), bool), np.ones(len(rows), bool)]
+        order = rng.permutation(len(both))
+        defense_images = self.ws.images(cell, "defense", pipeline)
+        reference = defense_images[np.arange(len(defense_images))]
+        classifier = zero_shot_classifier(clip, tuple(scenario.classnames), tuple(scenario.templates), self.ws.device)
+        return {"images": both[order], "model": clip, "pipeline": pipeline, "classifier": classifier,
+                "reference": reference, "device": self.ws.device}, truth[order]
+
+    def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
+        """Score ``cell`` with detector ``name`` (data level: the victim split's pairs; input
+        level: clean and triggered evaluation images) and return its result."""
+        from .detection_metrics import detection_metrics, roc_on_grid
+        from .detectors.base import InputImages, PairEmbeddings
+
         started = time.perf_counter()
-        images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
         seed = seeding.sub_seed(cell.seed, f"detector:{name}")
-        scores = np.asarray(detector_cls(config).score(PairEmbeddings(images=images, texts=texts, seed=seed)),
-                            dtype=np.float64)
+        if detector_cls.level == "data":
+            images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
+            inputs: Any = PairEmbeddings(images=images, texts=texts, seed=seed)
+            counts = {"pairs": int(len(labels)), "poisoned": int(labels.sum())}
+        elif detector_cls.level == "input":
+            fields, labels = self._input_images(cell, seeding.sub_seed(cell.seed, "detector-inputs"))
+            inputs = InputImages(seed=seed, **fields)
+            counts = {"images": int(len(labels)), "triggered": int(labels.sum())}
+        else:
+            raise ClipbenchError(f"detector {name} works at the {detector_cls.level} level; "
+                                 "'clipbench detect' runs data- and input-level detectors")
+        scores = np.asarray(detector_cls(config).score(inputs), dtype=np.float64)
         if scores.shape != (len(labels),):
-            raise ClipbenchError(f"detector {name} returned {scores.size} scores for {len(labels)} pairs")
+            raise ClipbenchError(f"detector {name} returned {scores.size} scores for {len(labels)} items")
         if not np.isfinite(scores).all():
             raise ClipbenchError(f"detector {name} returned {int((~np.isfinite(scores)).sum())} scores that are not finite")
         metrics = detection_metrics(scores, labels)
         quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+        positive = "poisoned" if detector_cls.level == "data" else "triggered"
         return {
             "schema_version": SCHEMA_VERSION, "kind": "detection", "status": "ok",
             "cell": {"preset": cell.preset.name, "model": cell.preset.model, "attack": cell.request.attack,
@@ -110,11 +153,11 @@ class DetectionRun:
             "detector": {"name": name, "config": to_dict(config), "embedding_model": detector_cls.embedding_model,
                          "source": detector_cls.source, "provenance": detector_cls.provenance, "seed": seed},
             "attack_config": to_dict(cell.attack_config),
-            "pairs": int(len(labels)), "poisoned": int(labels.sum()),
+            **counts,
             "metrics": {k: v.to_dict() for k, v in metrics.items()},
             "roc": {"fpr": ROC_GRID.tolist(), "tpr": np.round(roc_on_grid(scores, labels, ROC_GRID), 5).tolist()},
             "score_quantiles": {group: dict(zip(map(str, quantiles), np.quantile(scores[mask], quantiles).tolist()))
-                                for group, mask in (("poisoned", labels), ("clean", ~labels))},
+                                for group, mask in ((positive, labels), ("clean", ~labels))},
             "wall_s": round(time.perf_counter() - started, 2),
         }
 

@@ -47,6 +47,26 @@ class PairEmbeddings:
         return int(self.images.shape[0])
 
 
+@dataclass
+class InputImages:
+    """What an input-level detector is handed: uint8 images ``N x 3 x S x S`` at the model's
+    resolution (clean and triggered evaluation images, shuffled together; which are triggered is
+    not said), the model under test with its ``pipeline`` (``pipeline.pixels`` makes model input),
+    the zero-shot ``classifier`` (``D x C``, normalised class embeddings), ``reference`` clean
+    held-out uint8 images (the scenario's defense split) and the sub-seed."""
+
+    images: "torch.Tensor"
+    model: "ClipModel"
+    pipeline: Any
+    classifier: "torch.Tensor"
+    reference: "torch.Tensor"
+    seed: int
+    device: Any = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
 class Detector:
     """Base class of detectors: ``Config`` (a dataclass), ``level`` and ``score``."""
 
@@ -85,4 +105,13 @@ class DataDetector(Detector):
     level: ClassVar[Level] = "data"
 
     def score(self, inputs: PairEmbeddings) -> "np.ndarray":
+        raise NotImplementedError
+
+
+class InputDetector(Detector):
+    """A detector of triggered inputs (:class:`InputImages` in, one score per image out)."""
+
+    level: ClassVar[Level] = "input"
+
+    def score(self, inputs: InputImages) -> "np.ndarray":
         raise NotImplementedError

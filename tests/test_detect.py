@@ -42,12 +42,24 @@ def test_detect_writes_one_scored_result_per_attack_detector_and_seed(cli_subpro
     assert (tmp_path / "report" / "roc_curves.png").stat().st_size > 0
 
 
+def test_detect_runs_an_input_level_detector_on_clean_and_triggered_images(cli_subprocess, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    done = cli_subprocess(["detect", "--preset", "micro", "--attack", "badnet", "--detector", "strip", "--set",
+                           "detector.perturbations=4", "--results-dir", results, "--cache-dir", cache_dir], timeout=600)
+    assert done.returncode == 0, done.stderr
+    (path,) = results.glob("*.json")
+    result = json.loads(path.read_text())
+    assert result["cell"]["level"] == "input" and result["triggered"] * 2 == result["images"] > 0
+    assert 0 <= result["metrics"]["auroc"]["value"] <= 1
+
+
 @pytest.mark.parametrize("extra,fragment", [
     (["--detector", "kdistanse"], "Did you mean 'kdistance'?"),
     (["--set", "detector.k=0"], "detector.k must be >= 1, got 0"),
     (["--set", "detector.k=600"], "detector.k=600 needs more than 600 reference points"),
     (["--set", "detector.nosuch=1"], "--set detector.nosuch: no selected detector (kdistance) has this key; their keys: k, reference_size"),
     (["--detector", "similarity", "--set", "detector.k=3"], "no selected detector (similarity) has this key; their keys: none"),
+    (["--detector", "strip", "--set", "scenario.defense_size=0"], "it needs scenario.defense_size > 0"),
 ])
 def test_detect_bad_input_is_one_line_before_compute(extra, fragment, cli_subprocess, tmp_path):
     results, cache = tmp_path / "results", tmp_path / "cache"

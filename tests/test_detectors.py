@@ -35,7 +35,7 @@ def test_every_detector_scores_every_pair_finitely_and_finds_planted_poison(name
     cls = DETECTORS.get(name)
     assert cls.description and cls.source and cls.level in ("data", "input", "model")
     if cls.level != "data":
-        pytest.skip("input- and model-level detectors have their own contract tests")
+        pytest.skip("input-level detectors: test_every_input_detector_scores_every_image_finitely")
     detector = cls(dataclasses.replace(cls.default_config(), **({"reference_size": 128} if "reference_size" in
                                                                  {f.name for f in dataclasses.fields(cls.Config)} else {})))
     inputs, labels = _planted()
@@ -110,3 +110,64 @@ def test_k_larger_than_the_reference_batch_is_one_clear_error():
 def test_detector_names_are_checked_with_a_suggestion():
     with pytest.raises(ClipbenchError, match="Did you mean 'slof'"):
         DETECTORS.get("slfo")
+
+
+@pytest.mark.parametrize("name", [n for n in DETECTORS.names() if DETECTORS.get(n).level == "input"])
+def test_every_input_detector_scores_every_image_finitely(name):
+    import torch.nn.functional as F
+
+    from clipbench.detectors.base import InputImages
+    from clipbench.image_pipeline import ImagePipeline
+    from clipbench.models import create_model
+
+    clip = create_model("clipbench-micro-vit", None, seed=0)
+    pipeline = ImagePipeline.from_model(clip.model)
+    g = torch.Generator().manual_seed(0)
+    size = pipeline.size
+    images = torch.randint(0, 256, (20, 3, size, size), dtype=torch.uint8, generator=g)
+    reference = torch.randint(0, 256, (7, 3, size, size), dtype=torch.uint8, generator=g)
+    dim = clip.model.text_projection.shape[1]
+    classifier = F.normalize(torch.randn(dim, 10, generator=g), dim=0)
+    cls = DETECTORS.get(name)
+    config = dataclasses.replace(cls.default_config(), perturbations=3) if name == "strip" else cls.default_config()
+    inputs = InputImages(images=images, model=clip, pipeline=pipeline, classifier=classifier, reference=reference, seed=0)
+    scores = np.asarray(cls(config).score(inputs))
+    assert scores.shape == (20,) and np.isfinite(scores).all()
+    np.testing.assert_array_equal(scores, np.asarray(cls(config).score(inputs)))  # seeded
+
+
+def test_strip_ranks_inputs_whose_prediction_survives_blending_as_suspicious():
+    import math
+    from types import SimpleNamespace
+
+    from clipbench.detectors.base import InputImages
+    from clipbench.detectors.strip import Strip, StripConfig
+    from clipbench.image_pipeline import ImagePipeline
+    from clipbench.models import create_model
+
+    pipeline = ImagePipeline.from_model(create_model("clipbench-micro-vit", None, seed=0).model)
+    marked_above = float(pipeline.pixels(torch.full((1, 3, 1, 1), 230, dtype=torch.uint8))[0, 0, 0, 0])
+
+    class Stubborn(torch.nn.Module):
+        """Predicts class 0 whenever the first pixel is saturated (a trigger blending cannot
+        remove), else a near-uniform distribution (what STRIP expects of a blend of two images)."""
+
+        def __init__(self):
+            super().__init__()
+            self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(100.0)))
+
+        def encode_image(self, pixels):
+            content = torch.ones(len(pixels), 10) + 1e-3 * pixels.flatten(1)[:, :10]
+            fixed = torch.nn.functional.one_hot(torch.zeros(len(pixels), dtype=torch.long), 10).float()
+            return torch.where((pixels[:, 0, 0, 0] > marked_above)[:, None], fixed, content)
+
+    g = torch.Generator().manual_seed(0)
+    size = pipeline.size
+    images = torch.randint(0, 100, (40, 3, size, size), dtype=torch.uint8, generator=g)
+    triggered = torch.arange(40) % 2 == 1
+    images[triggered, :, 0, 0] = 255
+    inputs = InputImages(images=images, model=SimpleNamespace(model=Stubborn()), pipeline=pipeline,
+                         classifier=torch.eye(10), reference=torch.randint(0, 100, (30, 3, size, size), dtype=torch.uint8,
+                                                                           generator=g), seed=0)
+    scores = Strip(StripConfig(perturbations=20)).score(inputs)
+    assert auroc(scores, triggered.numpy()) == 1.0
