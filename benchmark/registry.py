@@ -128,7 +128,7 @@ ATTACKS: Registry = Registry(
 )
 DEFENSES: Registry = Registry(
     "defense",
-    tuple(f"clipbench.defenses.{m}" for m in ("none", "finetune", "cleanclip", "abd", "roclip", "safeclip")),
+    tuple(f"clipbench.defenses.{m}" for m in ("none", "finetune", "cleanclip", "abd", "par", "roclip", "safeclip")),
     "clipbench.defenses",
 )
 DETECTORS: Registry = Registry(
