@@ -54,19 +54,14 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     overrides = parse_set_options(sets)
     detector_overrides = overrides.pop("detector", {})
     names = DETECTORS.resolve_list(detectors)
-    for name in names:
-        if DETECTORS.get(name).level == "model":
-            raise ClipbenchError(f"detector {name} works at the model level; 'clipbench detect' runs data- and "
-                                 "input-level detectors")
     configs = detector_configs(names, detector_overrides)
     cells = resolve_cells([CellRequest(preset=preset, attack=attack, defense="none", seed=seed, overrides=overrides)
                            for attack in _attack_names(attacks, preset) for seed in _int_list(seeds, "--seed")])
     for cell in cells:
         for name in names:
             DETECTORS.get(name).check_pairs(configs[name], cell.preset.scenario.victim_size)
-            if DETECTORS.get(name).level == "input" and cell.preset.scenario.defense_size == 0:
-                raise ClipbenchError(f"detector {name} blends inputs with clean held-out images: it needs "
-                                     "scenario.defense_size > 0")
+            if DETECTORS.get(name).level in ("input", "model") and cell.preset.scenario.defense_size == 0:
+                raise ClipbenchError(f"detector {name} needs clean held-out images: scenario.defense_size > 0")
     ensure_writable(results_dir, "results directory")
     ws = Workspace(cache_dir or default_cache_dir(), device=device)
     run = DetectionRun(ws)
@@ -80,13 +75,22 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
                     or result["attack_config"] != to_dict(cell.attack_config)):
                 result = run.run(cell, name, DETECTORS.get(name), configs[name])
                 write_json(path, result)
-            auroc = result["metrics"]["auroc"]
-            positives, items = (result["poisoned"], result["pairs"]) if "pairs" in result else (result["triggered"], result["images"])
-            rows.append((cell.request.attack, name, cell.seed, positives, items,
-                         f"{100 * auroc['value']:.1f} [{100 * auroc['ci95'][0]:.1f}, {100 * auroc['ci95'][1]:.1f}]",
-                         f"{100 * result['metrics']['tpr_at_fpr_5']['value']:.1f}"))
+            rows.append(_summary_row(result))
             bar.update(1)
     bar.close()
     click.echo(tabulate(rows, headers=("attack", "detector", "seed", "positives", "items", "AUROC % [95% CI]",
-                                       "TPR@5%FPR %"), tablefmt="simple"))
+                                       "TPR@5%FPR %", "scores (model level)"), tablefmt="simple"))
     click.echo(f"results: {results_dir}")
+
+
+def _summary_row(result: dict) -> tuple:
+    """One printed row: counts and AUROC for data and input level, the two models' scores for model level."""
+    cell = result["cell"]
+    if cell["level"] == "model":
+        scores = ", ".join(f"{m['role']} {m['score']:.3f}" for m in result["models"])
+        return (cell["attack"], cell["detector"], cell["seed"], 1, len(result["models"]), "-", "-", scores)
+    auroc = result["metrics"]["auroc"]
+    positives, items = (result["poisoned"], result["pairs"]) if "pairs" in result else (result["triggered"], result["images"])
+    return (cell["attack"], cell["detector"], cell["seed"], positives, items,
+            f"{100 * auroc['value']:.1f} [{100 * auroc['ci95'][0]:.1f}, {100 * auroc['ci95'][1]:.1f}]",
+            f"{100 * result['metrics']['tpr_at_fpr_5']['value']:.1f}", "")

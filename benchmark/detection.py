@@ -1,6 +1,7 @@
 """Detection on a cell: data level, the victim split's pairs embedded as the victim trained on
 them (poisoned captions in place, triggers applied); input level, evaluation images of
-non-target classes clean and triggered, shuffled together. The detector gets no labels; its
+non-target classes clean and triggered, shuffled together; model level, the clean model and the
+victim, each scored alone (metrics over models are pooled by the report). The detector gets no labels; its
 scores are measured against the poison manifest or the trigger, which only this module reads.
 
 A detection result is one JSON per (attack, detector, seed), beside the CA/ASR results and in
@@ -11,6 +12,7 @@ intervals (:mod:`clipbench.detection_metrics`), and the score quantiles of poiso
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -63,6 +65,7 @@ class DetectionRun:
     def __init__(self, workspace: Any):
         self.ws = workspace
         self._embedded: dict[tuple[str, str], tuple[Any, Any, np.ndarray]] = {}
+        self._model_scores: dict[tuple, dict] = {}
 
     def _embeddings(self, cell: Cell, which: str) -> tuple[Any, Any, np.ndarray]:
         key = (cell.name, which)
@@ -119,6 +122,44 @@ class DetectionRun:
         return {"images": both[order], "model": clip, "pipeline": pipeline, "classifier": classifier,
                 "reference": reference, "device": self.ws.device}, truth[order]
 
+    def _run_model_level(self, cell: Cell, name: str, detector_cls: type, config: Any, seed: int, started: float) -> dict:
+        """Score the clean model and the cell's victim (the clean model's score is computed once
+        per detector config and seed, and shared by the cells of every attack)."""
+        from .detectors.base import ModelUnderTest
+        from .image_pipeline import ImagePipeline
+        from .models import load_checkpoint, place
+        from .stages.clean import clean_model
+        from .stages.poison import poison
+        from .stages.victim import victim
+
+        clean = clean_model(self.ws, cell)
+        poisoned = poison(self.ws, cell, clean)
+        models = []
+        for role, record in (("clean", clean), ("victim", victim(self.ws, cell, clean, poisoned))):
+            memo = (record.key, name, seed, json.dumps(to_dict(config), sort_keys=True))
+            if memo not in self._model_scores:
+                clip = place(load_checkpoint(record.path), self.ws.device)
+                pipeline = ImagePipeline.from_model(clip.model)
+                defense_images = self.ws.images(cell, "defense", pipeline)
+                detector = detector_cls(config)
+                score = np.asarray(detector.score(ModelUnderTest(model=clip, pipeline=pipeline, seed=seed,
+                                                                 shadow=defense_images[np.arange(len(defense_images))],
+                                                                 device=self.ws.device)), dtype=np.float64)
+                if score.shape != (1,) or not np.isfinite(score).all():
+                    raise ClipbenchError(f"detector {name} returned {score.tolist()} for one model; expected one finite score")
+                self._model_scores[memo] = {"score": float(score[0]), "details": getattr(detector, "last_run", {})}
+            models.append({"role": role, "stage": record.stage, "key": record.key, **self._model_scores[memo]})
+        return {
+            "schema_version": SCHEMA_VERSION, "kind": "detection", "status": "ok",
+            "cell": {"preset": cell.preset.name, "model": cell.preset.model, "attack": cell.request.attack,
+                     "detector": name, "level": "model", "seed": cell.seed},
+            "detector": {"name": name, "config": to_dict(config), "source": detector_cls.source,
+                         "provenance": detector_cls.provenance, "seed": seed},
+            "attack_config": to_dict(cell.attack_config),
+            "models": models,
+            "wall_s": round(time.perf_counter() - started, 2),
+        }
+
     def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
         """Score ``cell`` with detector ``name`` (data level: the victim split's pairs; input
         level: clean and triggered evaluation images) and return its result."""
@@ -131,13 +172,14 @@ class DetectionRun:
             images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
             inputs: Any = PairEmbeddings(images=images, texts=texts, seed=seed)
             counts = {"pairs": int(len(labels)), "poisoned": int(labels.sum())}
+        elif detector_cls.level == "model":
+            return self._run_model_level(cell, name, detector_cls, config, seed, started)
         elif detector_cls.level == "input":
             fields, labels = self._input_images(cell, seeding.sub_seed(cell.seed, "detector-inputs"))
             inputs = InputImages(seed=seed, **fields)
             counts = {"images": int(len(labels)), "triggered": int(labels.sum())}
         else:
-            raise ClipbenchError(f"detector {name} works at the {detector_cls.level} level; "
-                                 "'clipbench detect' runs data- and input-level detectors")
+            raise ClipbenchError(f"detector {name} declares an unknown level {detector_cls.level!r}")
         scores = np.asarray(detector_cls(config).score(inputs), dtype=np.float64)
         if scores.shape != (len(labels),):
             raise ClipbenchError(f"detector {name} returned {scores.size} scores for {len(labels)} items")

@@ -51,7 +51,7 @@ def detection_frame(detections: list[dict]) -> pd.DataFrame:
     """One row per result and metric: attack, detector, seed, metric, value."""
     rows = [{"attack": d["cell"]["attack"], "detector": d["cell"]["detector"], "seed": d["cell"]["seed"],
              "metric": name, "value": metric["value"]}
-            for d in detections for name, metric in d["metrics"].items()]
+            for d in detections for name, metric in d.get("metrics", {}).items()]
     return pd.DataFrame(rows, columns=["attack", "detector", "seed", "metric", "value"])
 
 
@@ -74,6 +74,7 @@ def roc_figure(detections: list[dict], out: Path) -> Path:
     from .plots import _pyplot, _save
 
     plt = _pyplot()
+    detections = [d for d in detections if "roc" in d]
     attacks = sorted({d["cell"]["attack"] for d in detections})
     detectors = sorted({d["cell"]["detector"] for d in detections})
     figure, axes = plt.subplots(1, len(attacks), figsize=(3.2 * len(attacks), 3.4), squeeze=False, sharey=True)
@@ -95,6 +96,38 @@ def roc_figure(detections: list[dict], out: Path) -> Path:
     return path
 
 
+def model_level_table(detections: list[dict]) -> pd.DataFrame:
+    """Model-level detectors: per detector, the score of the clean model and of each attack's
+    victims (mean ± std over seeds), and the AUROC of victims against the clean model pooled over
+    the folder (each clean model counted once per detector seed)."""
+    from .detection_metrics import auroc
+
+    results = [d for d in detections if d["cell"].get("level") == "model"]
+    if not results:
+        return pd.DataFrame()
+    rows = {}
+    for detector in sorted({d["cell"]["detector"] for d in results}):
+        mine = [d for d in results if d["cell"]["detector"] == detector]
+        clean = {(m["key"], d["detector"]["seed"]): m["score"] for d in mine for m in d["models"] if m["role"] == "clean"}
+        victims = [(d["cell"]["attack"], m["score"]) for d in mine for m in d["models"] if m["role"] == "victim"]
+        row = {"clean model": _mean_std(list(clean.values()))}
+        for attack in sorted({a for a, _ in victims}):
+            row[f"victim, {attack}"] = _mean_std([score for a, score in victims if a == attack])
+        labels = [0] * len(clean) + [1] * len(victims)
+        row["AUROC victims vs clean (%)"] = (f"{100 * auroc(list(clean.values()) + [s for _, s in victims], labels):.1f} "
+                                             f"({len(victims)} vs {len(clean)})" if clean and victims else "-")
+        rows[detector] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(index="detector")
+
+
+def _mean_std(values: list[float]) -> str:
+    import numpy as np
+
+    if len(values) > 1:
+        return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})"
+    return f"{values[0]:.3f} (n=1)" if values else "-"
+
+
 def write_detection_report(detections: list[dict], out: Path) -> tuple[list[Path], list[str], dict[str, pd.DataFrame]]:
     """The detection tables (CSV and Markdown) and the ROC figure in ``out``: the files written,
     the Markdown sections for ``tables.md`` and the tables by title for the page."""
@@ -111,6 +144,14 @@ def write_detection_report(detections: list[dict], out: Path) -> tuple[list[Path
             written.append(out / f"detection_{metric}{suffix}")
         sections.append(f"### {title}\n\n{table.to_markdown()}\n")
         tables[title] = table
-    if detections:
+    models = model_level_table(detections)
+    if not models.empty:
+        title = "Model-level detection: scores (higher = more suspicious)"
+        for suffix, text in ((".csv", models.to_csv()), (".md", models.to_markdown() + "\n")):
+            write_text(out / f"detection_models{suffix}", text)
+            written.append(out / f"detection_models{suffix}")
+        sections.append(f"### {title}\n\n{models.to_markdown()}\n")
+        tables[title] = models
+    if any("roc" in d for d in detections):
         written.append(roc_figure(detections, out))
     return written, sections, tables

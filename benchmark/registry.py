@@ -133,7 +133,7 @@ DEFENSES: Registry = Registry(
 )
 DETECTORS: Registry = Registry(
     "detector",
-    tuple(f"clipbench.detectors.{m}" for m in ("kdistance", "slof", "dao", "similarity", "strip")),
+    tuple(f"clipbench.detectors.{m}" for m in ("kdistance", "slof", "dao", "similarity", "strip", "decree")),
     "clipbench.detectors",
 )
 PRESETS: Registry = Registry("preset", ("clipbench.presets",))

@@ -67,6 +67,19 @@ class InputImages:
         return int(self.images.shape[0])
 
 
+@dataclass
+class ModelUnderTest:
+    """What a model-level detector is handed: the model (``model.model`` is the open_clip module),
+    its ``pipeline``, ``shadow`` clean uint8 images at its resolution (the scenario's defense
+    split; DECREE's shadow set), the sub-seed and the device. Not whether the model is poisoned."""
+
+    model: "ClipModel"
+    pipeline: Any
+    shadow: "torch.Tensor"
+    seed: int
+    device: Any = None
+
+
 class Detector:
     """Base class of detectors: ``Config`` (a dataclass), ``level`` and ``score``."""
 
@@ -114,4 +127,14 @@ class InputDetector(Detector):
     level: ClassVar[Level] = "input"
 
     def score(self, inputs: InputImages) -> "np.ndarray":
+        raise NotImplementedError
+
+
+class ModelDetector(Detector):
+    """A detector of backdoored models (:class:`ModelUnderTest` in, one score out)."""
+
+    level: ClassVar[Level] = "model"
+
+    def score(self, inputs: ModelUnderTest) -> "np.ndarray":
+        """A one-element array: the model's score."""
         raise NotImplementedError

@@ -53,6 +53,22 @@ def test_detect_runs_an_input_level_detector_on_clean_and_triggered_images(cli_s
     assert 0 <= result["metrics"]["auroc"]["value"] <= 1
 
 
+def test_detect_scores_the_clean_model_and_the_victim_with_a_model_level_detector(cli_subprocess, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    done = cli_subprocess(["detect", "--preset", "micro", "--attack", "badnet", "--detector", "decree",
+                           "--set", "detector.max_epochs=2", "--set", "detector.shadow_images=64",
+                           "--results-dir", results, "--cache-dir", cache_dir], timeout=600)
+    assert done.returncode == 0, done.stderr
+    (path,) = results.glob("*.json")
+    result = json.loads(path.read_text())
+    assert [m["role"] for m in result["models"]] == ["clean", "victim"]
+    assert all(0 <= m["score"] <= 1 and "pl1" in m["details"] for m in result["models"])
+    report = cli_subprocess(["report", "--results-dir", results, "--out", tmp_path / "report"], timeout=300)
+    assert report.returncode == 0, report.stderr
+    table = (tmp_path / "report" / "detection_models.md").read_text()
+    assert "decree" in table and "victim, badnet" in table and "(1 vs 1)" in table
+
+
 @pytest.mark.parametrize("extra,fragment", [
     (["--detector", "kdistanse"], "Did you mean 'kdistance'?"),
     (["--set", "detector.k=0"], "detector.k must be >= 1, got 0"),

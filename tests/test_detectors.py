@@ -171,3 +171,65 @@ def test_strip_ranks_inputs_whose_prediction_survives_blending_as_suspicious():
                                                                            generator=g), seed=0)
     scores = Strip(StripConfig(perturbations=20)).score(inputs)
     assert auroc(scores, triggered.numpy()) == 1.0
+
+
+def test_decree_pieces_follow_the_official_code():
+    from clipbench.detectors.decree import _Lambda, mean_pairwise_cosine
+
+    features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    # pairs: (1,2) 0, (1,3) and (2,3) 1/sqrt(2), each counted in both orders
+    assert float(mean_pairwise_cosine(features)) == pytest.approx(2 * (1 / 2 ** 0.5) / 3)
+    weight = _Lambda()
+    for _ in range(6):
+        weight.update(True)
+    assert weight.value == pytest.approx(5e-3)  # up by 5 after more than 5 successes
+    for _ in range(6):
+        weight.update(False)
+    assert weight.value == pytest.approx(1e-3)
+
+
+class _StubEncoder(torch.nn.Module):
+    """Embeds an image as the mean over its pixels of a bounded feature of each pixel's colour, so
+    only a trigger covering much of the image collapses images of different colours; with
+    ``backdoor``, a white 4x4 top-left corner maps every image to one embedding (a differentiable
+    switch on the corner's brightness)."""
+
+    def __init__(self, backdoor: bool):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.colour = torch.randn(3, 8, generator=g)
+        self.fixed = torch.randn(8, generator=g)
+        self.backdoor = backdoor
+
+    def encode_image(self, pixels):
+        content = torch.tanh(pixels.permute(0, 2, 3, 1) @ self.colour).mean(dim=(1, 2))
+        if not self.backdoor:
+            return content
+        gate = torch.sigmoid(5 * (pixels[:, :, :4, :4].mean(dim=(1, 2, 3)) - 0.8))[:, None]
+        return (1 - gate) * content + gate * 50 * self.fixed
+
+
+def test_decree_finds_a_smaller_trigger_in_a_backdoored_encoder():
+    from types import SimpleNamespace
+
+    from clipbench.detectors.base import ModelUnderTest
+    from clipbench.detectors.decree import Decree, DecreeConfig
+    from clipbench.image_pipeline import ImagePipeline
+    from clipbench.models import create_model
+
+    pipeline = ImagePipeline.from_model(create_model("clipbench-micro-vit", None, seed=0).model)
+    size = pipeline.size
+    g = torch.Generator().manual_seed(1)
+    colours = torch.randint(0, 200, (64, 3, 1, 1), generator=g)
+    shadow = (colours + torch.randint(0, 30, (64, 3, size, size), generator=g)).to(torch.uint8)
+    config = DecreeConfig(lr=0.1, shadow_images=64, max_epochs=150)
+    runs = {}
+    for backdoor in (False, True):
+        detector = Decree(config)
+        inputs = ModelUnderTest(model=SimpleNamespace(model=_StubEncoder(backdoor)), pipeline=pipeline,
+                                shadow=shadow, seed=0)
+        (score,) = detector.score(inputs)
+        runs[backdoor] = (score, detector.last_run)
+    assert runs[True][1]["found"], runs[True]
+    assert runs[True][0] > runs[False][0], runs
+    assert runs[True][1]["pl1"] < 0.3, runs
