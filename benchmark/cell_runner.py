@@ -28,6 +28,27 @@ from .stages.poison import poison
 from .stages.victim import victim
 
 
+def filtered_rows(cell: Cell, defended: StageRecord, poisoned: StageRecord) -> Optional[dict]:
+    """For a defense that dropped training rows (``filter-<detector>``): how many of the poisoned
+    rows it dropped, read against the poison manifest, which the defense never saw."""
+    import numpy as np
+
+    from .stages.poison import build_attack
+
+    selection = (defended.meta.get("extras") or {}).get("filter")
+    if not selection or "dropped_rows" not in selection:
+        return None
+    poisoned_rows = np.asarray(build_attack(cell, poisoned)[1].rows, dtype=np.int64)
+    dropped = np.asarray(selection["dropped_rows"], dtype=np.int64)
+    hits = int(np.isin(poisoned_rows, dropped).sum())
+    return {"detector": selection["detector"], "pairs": selection["pairs"], "dropped": int(len(dropped)),
+            "poisoned": int(len(poisoned_rows)), "poisoned_dropped": hits,
+            "recall": hits / len(poisoned_rows) if len(poisoned_rows) else None,
+            "precision": hits / len(dropped) if len(dropped) else None,
+            "definition": "recall: share of the poisoned rows the filter dropped; precision: share of the dropped "
+                          "rows that were poisoned"}
+
+
 def stored_result(results_dir: Path, cell: Cell) -> Optional[dict]:
     """The finished (``ok``) result of this exact cell (same config and code) in ``results_dir``, if any."""
     try:
@@ -87,6 +108,9 @@ class CellRunner:
             result = build_result(cell, key, "ok", None, metrics, stages, artifacts, ws.device, ws.scenario(cell))
             result["clean_model_metrics"] = reference.meta["metrics"]
             result["logit_scale"] = logit_scales(records, model)
+            selection = filtered_rows(cell, defended, poisoned)
+            if selection is not None:
+                result["filter"] = selection
         except ClipbenchError as error:  # divergence, data a stage cannot use...: recorded; the matrix goes on
             result = build_result(cell, key, "failed", str(error), {}, stages, artifacts, ws.device, None)
         except (RuntimeError, ValueError, FloatingPointError) as error:

@@ -76,7 +76,9 @@ class FilterThenTrain(FineTuneDefense):
                 f"not finite) for {len(context.data)} pairs")
         dropped = int(round(self.config.drop_fraction * len(scores)))
         keep = np.sort(np.argsort(scores, kind="stable")[: len(scores) - dropped])
-        context.extras["filter"] = {"detector": self.detector_name, "pairs": len(scores), "dropped": dropped}
+        removed = np.setdiff1d(np.arange(len(scores)), keep)
+        context.extras["filter"] = {"detector": self.detector_name, "pairs": len(scores), "dropped": dropped,
+                                    "dropped_rows": removed.tolist()}  # the harness scores them against the manifest
         context.model = clean
         self.fit(context, self.objective(context), data=context.data.subset(keep), phase="filtered")
         return context.model

@@ -108,4 +108,9 @@ def test_a_filter_defense_drops_its_share_of_pairs(cache_dir, tmp_path):
     assert result["status"] == "ok", result.get("error")
     key = result["stages"]["defense"]["key"]
     (meta,) = [json.loads(p.read_text()) for p in cache_dir.rglob("meta.json") if p.parent.name == key]
-    assert meta["extras"]["filter"] == {"detector": "similarity", "pairs": 256, "dropped": 64}
+    selection = meta["extras"]["filter"]
+    assert (selection["detector"], selection["pairs"], selection["dropped"], len(selection["dropped_rows"])) == (
+        "similarity", 256, 64, 64)
+    scored = result["filter"]
+    assert scored["dropped"] == 64 and scored["poisoned"] == 16 and 0 <= scored["poisoned_dropped"] <= 16
+    assert scored["recall"] == scored["poisoned_dropped"] / 16 and scored["precision"] == scored["poisoned_dropped"] / 64
