@@ -46,7 +46,8 @@ class PoisonManifest:
 class AttackContext:
     """What ``prepare`` may use: the attacker's (victim) pairs at the model's resolution, the
     model's image pipeline, the target class, the device, and the zero-shot class names (for data
-    whose pairs carry captions only, such as CC3M)."""
+    whose pairs carry captions only, such as CC3M); the evaluation images only for attacks that
+    target them (targeted poisoning)."""
 
     pairs: "PairSet"
     images: "torch.Tensor"
@@ -55,6 +56,9 @@ class AttackContext:
     target_name: str
     device: "torch.device"
     classnames: tuple = ()
+    #: The evaluation split's uint8 images and labels, for an attack that sets ``needs_evaluation_images``.
+    evaluation_images: Optional["torch.Tensor"] = None
+    evaluation_labels: Optional[np.ndarray] = None
 
 
 def image_generator(seed: int, image_id: int):
@@ -82,6 +86,11 @@ class Attack:
     description: ClassVar[str] = ""
     source: ClassVar[str] = ""
     needs_clean_model: ClassVar[bool] = False
+    #: Targeted poisoning picks its targets among the evaluation images.
+    needs_evaluation_images: ClassVar[bool] = False
+    #: ``backdoor`` (a trigger; ASR under it) or ``targeted`` (success on chosen images,
+    #: :meth:`targeted_metrics` instead of the backdoor metrics).
+    kind: ClassVar[str] = "backdoor"
     registry_name: ClassVar[str] = ""
 
     def __init__(self, config: Any, seed: int, image_size: int):

@@ -123,7 +123,7 @@ class Registry(Generic[T]):
 
 ATTACKS: Registry = Registry(
     "attack",
-    tuple(f"clipbench.attacks.{m}" for m in ("badnet", "blended", "wanet", "sig", "badclip", "label_consistent")),
+    tuple(f"clipbench.attacks.{m}" for m in ("badnet", "blended", "wanet", "sig", "badclip", "label_consistent", "targeted")),
     "clipbench.attacks",
 )
 DEFENSES: Registry = Registry(

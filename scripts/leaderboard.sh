@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Regenerate the committed leaderboard of the tiny preset: every attack x every defense x seeds
-# 0,1,2 into results/tiny (cached stages are reused, finished cells are skipped), then its tables,
-# figures and page into results/tiny/report, the ABD tables into results/reproduce, and the
-# trigger galleries into results/gallery. Extra arguments go to `clipbench run` (e.g. --workers 2).
+# Regenerate the committed results of the tiny preset into results/tiny (cached stages are reused,
+# finished cells and detection results are skipped): every attack x every defense x seeds 0,1,2;
+# fine-tuning and CleanCLIP over the learning rate on BadNet and Blended (the budget curves); the
+# filter-then-train compositions of two detectors; every detector. Then the tables, figures and
+# page into results/tiny/report, the ABD tables into results/reproduce, and the trigger galleries
+# into results/gallery. Extra arguments go to `clipbench run` (e.g. --workers 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/clipbench run --preset tiny --attack all --defense all --seeds 0,1,2 --results-dir results/tiny "$@"
-.venv/bin/clipbench report --results-dir results/tiny --out results/tiny/report
-.venv/bin/clipbench reproduce abd-table1 --results-dir results/reproduce/cells-tiny --out results/reproduce/abd-table1-tiny
+cb=.venv/bin/clipbench
+$cb run --preset tiny --attack all --defense all --seeds 0,1,2 --results-dir results/tiny "$@"
+$cb run --preset tiny --attack badnet,blended --defense finetune,cleanclip --sweep defense.lr=1e-5,5e-5,1e-4,5e-4 \
+    --seeds 0,1,2 --results-dir results/tiny "$@"
+$cb run --preset tiny --attack blended --defense cleanclip --set cleanclip.augmentation=autoaugment \
+    --sweep defense.lr=1e-4,5e-4 --results-dir results/tiny "$@"
+$cb run --preset tiny --attack all --defense filter-similarity,filter-kdistance --seeds 0,1,2 --results-dir results/tiny "$@"
+$cb detect --preset tiny --attack all --detector all --seeds 0,1,2 --results-dir results/tiny
+$cb report --results-dir results/tiny --out results/tiny/report
+$cb reproduce abd-table1 --results-dir results/reproduce/cells-tiny --out results/reproduce/abd-table1-tiny
 for attack in badnet blended wanet sig badclip label_consistent; do
-    .venv/bin/clipbench show attack "$attack" --out "results/gallery/$attack.png"
+    $cb show attack "$attack" --out "results/gallery/$attack.png"
 done

@@ -56,7 +56,8 @@ def build(name: str, seed: int, clip) -> object:
     return attack
 
 
-ATTACK_NAMES = ATTACKS.names()
+ATTACK_NAMES = [name for name in ATTACKS.names() if ATTACKS.get(name).kind == "backdoor"]  # trigger attacks
+TARGETED_NAMES = [name for name in ATTACKS.names() if ATTACKS.get(name).kind == "targeted"]
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES)
@@ -204,3 +205,55 @@ def test_label_consistent_without_a_budget_is_the_plain_patch(micro_clip):
                                              target_name="bag", device=torch.device("cpu")))
     assert not len(attack.state["perturbed_ids"])
     assert torch.equal(attack.perturb(batch(), IDS), batch())
+
+
+def targeted_attack(name: str, seed: int, clip, evaluation: int = 40):
+    cls = ATTACKS.get(name)
+    attack = cls(cls.default_config(), seed, SIZE)
+    pairs = small_pairs()
+    rng = np.random.default_rng(7)
+    context = AttackContext(pairs=pairs, images=torch.as_tensor(pairs.images), pipeline=ImagePipeline.from_model(clip.model),
+                            target_index=8, target_name="bag", device=torch.device("cpu"), classnames=tuple(f"c{i}" for i in range(10)),
+                            evaluation_images=batch(seed=5, n=evaluation), evaluation_labels=rng.integers(0, 10, evaluation))
+    attack.prepare(None, context)
+    return attack, pairs, context
+
+
+@pytest.mark.parametrize("name", TARGETED_NAMES)
+def test_targeted_poisoning_puts_each_target_image_on_its_rows_with_adversarial_captions(name, micro_clip):
+    from clipbench.errors import ClipbenchError
+
+    attack, pairs, context = targeted_attack(name, 3, micro_clip)
+    targets = attack.state["target_rows"].numpy()
+    adversarial = attack.state["adversarial"].numpy()
+    assert len(targets) == attack.config.targets and (adversarial != context.evaluation_labels[targets]).all()
+    manifest = attack.poison(pairs, 48, 8, BAG, np.random.default_rng(4))
+    again = targeted_attack(name, 3, micro_clip)[0].poison(pairs, 48, 8, BAG, np.random.default_rng(4))
+    assert np.array_equal(manifest.rows, again.rows) and manifest.captions == again.captions  # seeded
+    per_target = 48 // len(targets)
+    assert len(manifest.rows) == per_target * len(targets)
+    ids = torch.as_tensor(pairs.ids)
+    images = torch.as_tensor(pairs.images)
+    out = attack.apply(images, ids)
+    poisoned = np.zeros(len(pairs), bool)
+    poisoned[manifest.rows] = True
+    assert torch.equal(out[~torch.as_tensor(poisoned)], images[~torch.as_tensor(poisoned)])  # other rows untouched
+    shown = {tuple(out[r].flatten()[:12].tolist()) for r in manifest.rows}
+    assert shown <= {tuple(context.evaluation_images[t].flatten()[:12].tolist()) for t in targets}
+    words = {f"c{a}" for a in adversarial}
+    assert all(any(w in caption.split() or w + "." in caption.split() for w in words) for caption in manifest.captions)
+    with pytest.raises(ClipbenchError, match="at least one pair"):
+        attack.poison(pairs, 1, 8, BAG, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", TARGETED_NAMES)
+def test_targeted_success_is_measured_on_the_targets_and_ca_without_them(name, micro_clip):
+    attack, _, context = targeted_attack(name, 3, micro_clip)
+    labels = context.evaluation_labels
+    targets, adversarial = attack.state["target_rows"].numpy(), attack.state["adversarial"].numpy()
+    logits = np.eye(10)[labels] * 5.0  # every image classified as its own class
+    logits[targets[:5]] = np.eye(10)[adversarial[:5]] * 5.0  # five targets fooled
+    metrics = attack.targeted_metrics(logits, labels)
+    assert metrics["asr"].successes == 5 and metrics["asr"].total == len(targets)
+    assert metrics["ra"].successes == len(targets) - 5
+    assert metrics["ca_top1"].total == len(labels) - len(targets) and metrics["ca_top1"].value == 1.0

@@ -37,9 +37,9 @@ def test_tiny_full_matrix_builds_every_shared_artifact_in_one_job(tmp_path):
     graph = graph_of(cells, tmp_path)
     jobs = graph.by_name()
     stages = Counter(job.stage for job in graph.jobs)
-    # 6 attacks x 7 defenses: 1 clean model, 6 triggers, 6 references, 6 victims,
-    # 6 x 4 post-training defenses that train + 6 x 2 training-time ones, 42 evaluations
-    assert stages == {"data": 1, "clean": 1, "poison": 6, "reference": 6, "victim": 6, "defense": 36, "evaluation": 42}
+    # 7 attacks x 7 defenses: 1 clean model, 7 triggers, 7 references, 7 victims,
+    # 7 x 4 post-training defenses that train + 7 x 2 training-time ones, 49 evaluations
+    assert stages == {"data": 1, "clean": 1, "poison": 7, "reference": 7, "victim": 7, "defense": 42, "evaluation": 49}
     assert len({(job.stage, job.key) for job in graph.jobs}) == len(graph)
     order = [job.name for job in graph.jobs]
     for job in graph.jobs:  # submitted after its parents, which are jobs of the stages it reads
@@ -61,7 +61,7 @@ def test_tiny_full_matrix_builds_every_shared_artifact_in_one_job(tmp_path):
         if job.stage == "evaluation":
             assert "reference" in parents and job.resources.timeout_min < jobs[clean].resources.timeout_min
     assert all(len(job.cells) == 5 for job in graph.jobs if job.stage == "victim")  # none, finetune, cleanclip, abd, par
-    assert len(jobs[clean].cells) == 42
+    assert len(jobs[clean].cells) == 49
 
 
 def test_paper_table1_dry_run_prints_the_job_graph(cli_runner, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..cells import Cell
@@ -43,7 +44,7 @@ def evaluate(ws: Workspace, cell: Cell, clip: ClipModel, poison: StageRecord) ->
     """Metrics of ``clip`` under the cell's trigger, their wall time and memory, and the classifier's key."""
     from safetensors.torch import load_file
 
-    from ..evaluation import evaluate_backdoor
+    from ..evaluation import evaluate_backdoor, image_logits
 
     with measure() as stats:
         pipeline = ImagePipeline.from_model(clip.model)
@@ -51,8 +52,14 @@ def evaluate(ws: Workspace, cell: Cell, clip: ClipModel, poison: StageRecord) ->
         attack, _ = build_attack(cell, poison)
         record = classifier(ws, clip, tuple(scenario.classnames), tuple(scenario.templates))
         weights: torch.Tensor = load_file(str(record.path / CLASSIFIER_FILE))["weights"].to(ws.device)
-        metrics = evaluate_backdoor(clip, pipeline, scenario.evaluation, ws.images(cell, "evaluation", pipeline),
-                                    weights, scenario.target_index, attack.apply, device=ws.device)
+        images = ws.images(cell, "evaluation", pipeline)
+        if attack.kind == "targeted":  # success on the attack's own targets, CA without them
+            ids = torch.as_tensor(scenario.evaluation.ids)
+            logits = image_logits(clip, pipeline, images, ids, weights, (None,), device=ws.device)[0]
+            metrics = attack.targeted_metrics(logits, np.asarray(scenario.evaluation.labels))
+        else:
+            metrics = evaluate_backdoor(clip, pipeline, scenario.evaluation, images, weights, scenario.target_index,
+                                        attack.apply, device=ws.device)
     return {k: v.to_dict() for k, v in metrics.items()}, stats, record.key
 
 

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from .. import seeding
 from ..cells import Cell
 from ..image_pipeline import ImagePipeline
@@ -35,9 +37,14 @@ def prepare_attack(ws: Workspace, cell: Cell, clean: Optional[ClipModel], pipeli
 
     attack = make_attack(cell, pipeline.size)
     scenario = ws.scenario(cell)
+    evaluation = {}
+    if attack.needs_evaluation_images:
+        images = ws.images(cell, "evaluation", pipeline)
+        evaluation = {"evaluation_images": images[np.arange(len(images))],
+                      "evaluation_labels": np.asarray(scenario.evaluation.labels)}
     context = AttackContext(pairs=scenario.victim, images=ws.images(cell, "victim", pipeline), pipeline=pipeline,
                             target_index=scenario.target_index, target_name=scenario.target_name, device=ws.device,
-                            classnames=tuple(scenario.classnames))
+                            classnames=tuple(scenario.classnames), **evaluation)
     attack.prepare(clean if attack.needs_clean_model else None, context)
     return attack
 
