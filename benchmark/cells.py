@@ -188,7 +188,7 @@ def resolve_cells(requests: list[CellRequest]) -> list[Cell]:
 
 def resolve_cell(request: CellRequest) -> Cell:
     """Check names and overrides and build the cell's configs; raise :class:`ClipbenchError`."""
-    unknown = sorted(set(request.overrides) - set(SECTIONS) - set(ATTACKS.names()) - set(DEFENSES.names()))
+    unknown = sorted(set(request.overrides) - set(SECTIONS) - set(ATTACKS.names()) - set(DEFENSES.valid_names()))
     if unknown:
         raise ClipbenchError(f"--set {unknown[0]}.*: unknown section; valid sections: {', '.join(SECTIONS)}, "
                              "or an attack or defense name (its values apply to that method only)")

@@ -329,7 +329,9 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
 @click.option("--ca-loss", default=1.0, show_default=True, type=click.FloatRange(min=0, max=100),
               help="matched-budget view of budget sweeps: ASR where CA is at most this many points below the victim's")
 def report_command(results_dir: Path, out: Path | None, ca_loss: float) -> None:
-    """Build tables (CSV, Markdown, LaTeX), figures and a page from the stored result JSONs.
+    """Build tables (CSV, Markdown, LaTeX), figures and a page from the stored result JSONs, with
+    the detection tables and ROC curves of any 'clipbench detect' results among them (a folder of
+    detection results alone gets those tables and curves, without a page).
 
     \b
     Examples:

@@ -35,7 +35,7 @@ def config_rows(section: str, preset_name: str) -> list[tuple[str, str, str, str
         config, base = cell.attack_config, ATTACKS.get(section).default_config()
         overridden = dict(preset.attack_overrides.get(section, {}))
         schedule = {}
-    elif section in DEFENSES.names():
+    elif section in DEFENSES.valid_names():
         cell = resolve_cell(CellRequest(preset=preset_name, attack="badnet", defense=section))
         config, base = cell.defense_config, DEFENSES.get(section).default_config()
         overridden = dict(preset.defense_overrides.get(section, {}))

@@ -1,4 +1,5 @@
-"""``clipbench detect``: data-level detectors on the victim splits of a preset, scored by AUROC."""
+"""``clipbench detect``: detectors of poisoned pairs, triggered inputs and backdoored models on the
+cells of a preset, scored against the ground truth only the harness holds."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ from pathlib import Path
 import click
 
 from .cli_common import check_device, default_cache_dir
-from .errors import ClipbenchError
 
 
 @click.command("detect")
 @click.option("--attack", "attacks", default="badnet", show_default=True, help="attack name(s), comma-separated, or 'all'")
 @click.option("--detector", "detectors", default="all", show_default=True,
-              help="data- or input-level detector name(s), comma-separated, or 'all' (see 'clipbench list detectors')")
+              help="detector name(s) of any level, comma-separated, or 'all' (see 'clipbench list detectors')")
 @click.option("--preset", default="tiny", show_default=True, help="experiment preset (see 'clipbench list presets')")
 @click.option("--seed", "--seeds", "seeds", default="0", show_default=True, help="root seed(s), comma-separated")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -24,13 +24,15 @@ from .errors import ClipbenchError
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_dir, device) -> None:
     """Score every training pair of each attack's poisoned victim split with data-level detectors,
-    or clean and triggered evaluation images with input-level ones, and measure AUROC, AUPRC and
-    TPR at 1% / 5% FPR against the poison manifest or the trigger.
+    clean and triggered evaluation images with input-level ones, or the clean model and each victim
+    with model-level ones; measure AUROC, AUPRC and TPR at 1% / 5% FPR against the poison manifest
+    or the trigger (model level: the report pools the scores over models).
 
     The victim split is embedded as the victim trained on it (its triggers and poisoned captions
     in place) by the victim model, or by the clean model for detectors that use it; the clean
     model, poison and victim come from the cache or are computed as 'clipbench run' would. A
-    finished result with the same detector and attack config is reused.
+    finished result is reused when its detector config, the keys of the stages it read and the
+    detector's code digest all match.
 
     \b
     Examples:
@@ -45,7 +47,7 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     from .cells import CellRequest, resolve_cells
     from .cli import _attack_names, _int_list
     from .config import parse_set_options, to_dict
-    from .detection import DetectionRun, detection_name, detector_configs, stored_detection
+    from .detection import DetectionRun, detection_name, detector_configs, provenance, stored_detection
     from .progress import progress as progress_bar
     from .registry import DETECTORS
     from .stages import Workspace
@@ -59,9 +61,7 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
                            for attack in _attack_names(attacks, preset) for seed in _int_list(seeds, "--seed")])
     for cell in cells:
         for name in names:
-            DETECTORS.get(name).check_pairs(configs[name], cell.preset.scenario.victim_size)
-            if DETECTORS.get(name).level in ("input", "model") and cell.preset.scenario.defense_size == 0:
-                raise ClipbenchError(f"detector {name} needs clean held-out images: scenario.defense_size > 0")
+            DETECTORS.get(name).check_scenario(configs[name], cell.preset.scenario)
     ensure_writable(results_dir, "results directory")
     ws = Workspace(cache_dir or default_cache_dir(), device=device)
     run = DetectionRun(ws)
@@ -72,7 +72,7 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
             path = results_dir / f"{detection_name(cell, name)}.json"
             result = stored_detection(path)
             if (result is None or result["detector"]["config"] != to_dict(configs[name])
-                    or result["attack_config"] != to_dict(cell.attack_config)):
+                    or result.get("provenance") != provenance(cell, DETECTORS.get(name))):
                 result = run.run(cell, name, DETECTORS.get(name), configs[name])
                 write_json(path, result)
             rows.append(_summary_row(result))

@@ -28,14 +28,27 @@ from .errors import ClipbenchError
 EMBED_BATCH = 512
 #: Evaluation images of non-target classes an input-level detector scores, each clean and triggered.
 INPUT_IMAGES = 1000
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: False-positive rates the stored ROC curve is sampled at (0 to 1 in steps of 0.01).
 ROC_GRID = np.round(np.linspace(0, 1, 101), 2)
 
 
 def detection_name(cell: Cell, detector: str) -> str:
-    """``<preset>__<model>__<attack>__detect-<detector>__seed<k>`` (the file name, without ``.json``)."""
-    return f"{cell.preset.name}__{cell.preset.model}__{cell.request.attack}__detect-{detector}__seed{cell.seed}"
+    """``<preset>__<model>__<attack>__detect-<detector>__seed<k>`` and, as a cell's name has it, a
+    hash of any ``--set`` overrides (the file name, without ``.json``)."""
+    return cell.name.replace(f"__{cell.request.defense}__", f"__detect-{detector}__", 1)
+
+
+def provenance(cell: Cell, detector_cls: type) -> dict:
+    """What a detection result was computed from: the keys of the stages it read (which hash
+    their configs, parents and code) and the digest of the detector's code. A stored result is
+    reused only when this matches."""
+    from .code_digest import method_digest
+    from .plan import plan_cell
+
+    plan = plan_cell(cell)
+    return {"stages": {stage: plan[stage].key for stage in ("clean", "poison", "victim")},
+            "detector_code": method_digest(detector_cls)}
 
 
 def embed_pairs(clip: Any, pipeline: Any, data: Any, device: Any) -> tuple[Any, Any]:
@@ -156,6 +169,7 @@ class DetectionRun:
             "detector": {"name": name, "config": to_dict(config), "source": detector_cls.source,
                          "provenance": detector_cls.provenance, "seed": seed},
             "attack_config": to_dict(cell.attack_config),
+            "provenance": provenance(cell, detector_cls),
             "models": models,
             "wall_s": round(time.perf_counter() - started, 2),
         }
@@ -195,6 +209,7 @@ class DetectionRun:
             "detector": {"name": name, "config": to_dict(config), "embedding_model": detector_cls.embedding_model,
                          "source": detector_cls.source, "provenance": detector_cls.provenance, "seed": seed},
             "attack_config": to_dict(cell.attack_config),
+            "provenance": provenance(cell, detector_cls),
             **counts,
             "metrics": {k: v.to_dict() for k, v in metrics.items()},
             "roc": {"fpr": ROC_GRID.tolist(), "tpr": np.round(roc_on_grid(scores, labels, ROC_GRID), 5).tolist()},

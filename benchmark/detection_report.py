@@ -20,8 +20,9 @@ TABLES = {
     "auprc": "Detection AUPRC (%)",
     "tpr_at_fpr_5": "Detection TPR at 5% FPR (%)",
 }
-ROC_CAPTION = ("Detection ROC curves, one panel per attack: each data-level detector's true-positive rate against "
-               "its false-positive rate on the victim split's pairs, mean over seeds; the diagonal is chance.")
+ROC_CAPTION = ("Detection ROC curves, one panel per attack: each detector's true-positive rate against its "
+               "false-positive rate (data level: the victim split's pairs; input level: clean and triggered "
+               "evaluation images), mean over seeds; the diagonal is chance.")
 
 
 def is_detection(data: object) -> bool:
@@ -49,7 +50,13 @@ def load_detections(folder: Path) -> list[dict]:
 
 def detection_frame(detections: list[dict]) -> pd.DataFrame:
     """One row per result and metric: attack, detector, seed, metric, value."""
-    rows = [{"attack": d["cell"]["attack"], "detector": d["cell"]["detector"], "seed": d["cell"]["seed"],
+    settings = {(d["cell"]["preset"], d["cell"]["model"]) for d in detections}
+
+    def attack_of(d: dict) -> str:  # several presets or models in one folder: each its own rows
+        cell = d["cell"]
+        return cell["attack"] if len(settings) == 1 else f"{cell['preset']}/{cell['model']}/{cell['attack']}"
+
+    rows = [{"attack": attack_of(d), "detector": d["cell"]["detector"], "seed": d["cell"]["seed"],
              "metric": name, "value": metric["value"]}
             for d in detections for name, metric in d.get("metrics", {}).items()]
     return pd.DataFrame(rows, columns=["attack", "detector", "seed", "metric", "value"])

@@ -7,8 +7,9 @@ Here the same model is fitted with torch's L-BFGS (full batch; on a GPU for larg
 standardised features (mean and deviation of the training split), over ``grid`` strengths spaced
 logarithmically from 1e-6 to 1e6 (default 13, one per decade); the strength with the best
 validation accuracy (the smallest on ties) is kept and its model, fitted on the training split
-alone, is scored on the test split. The strength multiplies the mean squared weight, as
-scikit-learn's ``C = 1 / (n * strength)`` does up to the intercept, which is not penalised.
+alone, is scored on the test split. The loss is the mean cross-entropy plus ``strength / 2``
+times the sum of squared weights (the intercept not penalised), scikit-learn's objective with
+``C = 1 / (n * strength)``.
 """
 
 from __future__ import annotations

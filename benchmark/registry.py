@@ -42,6 +42,10 @@ class Registry(Generic[T]):
         """Every name of every family, sorted."""
         return sorted(prefix + member for prefix, _, members in self._families for member in members())
 
+    def valid_names(self) -> list[str]:
+        """:meth:`names` and :meth:`family_names`: every name ``get`` accepts."""
+        return self.names() + self.family_names()
+
     def _from_family(self, name: str) -> None:
         for prefix, factory, members in self._families:
             if name.startswith(prefix) and name[len(prefix):] in members():

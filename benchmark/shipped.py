@@ -60,7 +60,12 @@ class ShippedModel:
             raise ClipbenchError(f"shipped weights {self.weights} have sha256 {digest[:12]}..., "
                                  f"the manifest says {self.file_sha256[:12]}... (a damaged file; reinstall clipbench)")
         clip = create_model(self.architecture, None, seed=self.init_seed)
-        load_state(clip.model, expand(load_file(str(self.weights)), clip.model.state_dict()), str(self.weights))
+        try:
+            state = expand(load_file(str(self.weights)), clip.model.state_dict())
+        except (KeyError, RuntimeError, IndexError) as error:
+            raise ClipbenchError(f"shipped weights {self.name} do not fit this open_clip's {self.architecture} "
+                                 f"({error}); install the versions in constraints.txt, or set {ENV_SWITCH}=off") from None
+        load_state(clip.model, state, str(self.weights))
         save_checkpoint(clip, folder, {"stage": "clean", "shipped": self.name})
         rebuilt = file_sha256(folder / WEIGHTS_FILE)
         if rebuilt != self.sha256:

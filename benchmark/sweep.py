@@ -38,7 +38,7 @@ def parse_sweep(text: str) -> Sweep:
     path, raw = text.split("=", 1)
     section, key = (part.strip() for part in path.split(".", 1))
     values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
-    if section != "defense" and section not in DEFENSES.names():
+    if section != "defense" and section not in DEFENSES.valid_names():
         raise ClipbenchError(f"--sweep {path}: a sweep varies a defense's budget; the section must be 'defense' "
                              f"or a defense name ({', '.join(DEFENSES.names())})")
     if len(values) < 2:

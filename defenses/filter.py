@@ -52,7 +52,7 @@ class FilterThenTrain(FineTuneDefense):
     @classmethod
     def check_scenario(cls, config, scenario) -> None:
         super().check_scenario(config, scenario)
-        cls.detector_cls.check_pairs(cls.detector_cls.default_config(), scenario.victim_size)
+        cls.detector_cls.check_scenario(cls.detector_cls.default_config(), scenario)
 
     def run(self, context):
         import numpy as np

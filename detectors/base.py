@@ -8,7 +8,7 @@ AUROC, AUPRC and TPR at fixed FPR (:mod:`clipbench.detection_metrics`). Levels:
   pairs' image and text embeddings under the model its method names (the victim, or the clean
   model), in the split's order, never which rows are poisoned;
 - ``input``: one score per evaluation image, run on clean and on triggered images;
-- ``model``: one score per model, run on the clean model, on every victim and every defended model.
+- ``model``: one score per model, run on the clean model and on every victim.
 
 Modules in this package import torch only inside methods, so listing detectors stays fast.
 """
@@ -107,9 +107,9 @@ class Detector:
         raise NotImplementedError
 
     @classmethod
-    def check_pairs(cls, config: Any, pairs: int) -> None:
-        """Reject a config that cannot score a split of ``pairs`` pairs, before anything runs
-        (default: nothing)."""
+    def check_scenario(cls, config: Any, scenario: Any) -> None:
+        """Reject a config the scenario's splits cannot serve, before anything runs (default:
+        nothing; ``scenario`` is a :class:`clipbench.data.scenario.ScenarioConfig`)."""
 
 
 class DataDetector(Detector):

@@ -7,8 +7,6 @@ own k nearest distances. Defaults as :mod:`.kdistance`.
 
 from __future__ import annotations
 
-import math
-
 from clipbench.registry import register_detector
 
 from .kdistance import NeighbourhoodDetector
@@ -20,4 +18,5 @@ class Dao(NeighbourhoodDetector):
 
     def combine(self, hood):
         ratio = hood.k_distance[:, None].clamp_min(1e-12) / hood.neighbour_k_distance.clamp_min(1e-12)
-        return (hood.neighbour_lid * ratio.log()).mean(dim=1).nan_to_num(nan=math.inf)
+        # the official code's mapping: an undefined score ranks as most suspicious
+        return (hood.neighbour_lid * ratio.log()).mean(dim=1).nan_to_num(nan=1000.0, posinf=1000.0, neginf=0.0)

@@ -11,7 +11,8 @@ The optimisation, from the official code (``main.py``) with its CLIP settings:
   and ``p`` (``3 x S x S``) through ``tanh`` to (0, 1) and (0, 255), both initialised uniformly
   at random (``mask_init=rand``);
 - loss: minus the mean cosine similarity between the embeddings of different images of the
-  batch, plus ``lambda * ||m||_1``; Adam with betas (0.5, 0.9) at ``lr`` 0.5 (the CLIP run
+  batch, plus ``lambda * ||m||_1`` with the mask repeated over the three channels, as the code
+  sums it (PL1 is the single-channel mask's norm over the area, the same ratio); Adam with betas (0.5, 0.9) at ``lr`` 0.5 (the CLIP run
   script's), lowered to 0.1 from epoch 200 and 0.05 from epoch 500;
 - ``lambda`` starts at 1e-3, is multiplied by 5 after more than 5 consecutive steps with the
   similarity above ``threshold`` 0.99 and divided by 5 after more than 5 below (never below
@@ -97,6 +98,12 @@ class Decree(ModelDetector):
     description = "size of the smallest inverted trigger that collapses the image encoder's embeddings (1 - PL1)"
     source = "DECREE, Feng et al. CVPR 2023 (arXiv 2303.15180); defaults from the official code"
 
+    @classmethod
+    def check_scenario(cls, config: DecreeConfig, scenario) -> None:
+        require(scenario.defense_size >= config.batch_size,
+                f"detector decree draws its shadow images from the clean defense split, which has "
+                f"{scenario.defense_size} images, fewer than detector.batch_size ({config.batch_size})")
+
     def invert(self, inputs: ModelUnderTest) -> dict:
         """Run the inversion; the best mask's PL1 norm, whether any step reached the threshold,
         the epochs run and the final similarity."""
@@ -105,6 +112,8 @@ class Decree(ModelDetector):
 
         config, device = self.config, inputs.device
         generator = torch.Generator().manual_seed(inputs.seed)
+        require(len(inputs.shadow) >= config.batch_size, f"DECREE has {len(inputs.shadow)} shadow images, fewer than "
+                                                          f"detector.batch_size ({config.batch_size})")
         rows = torch.randperm(len(inputs.shadow), generator=generator)[: config.shadow_images]
         shadow = inputs.shadow[rows].to(device).float()
         size = shadow.shape[-1]
@@ -130,7 +139,7 @@ class Decree(ModelDetector):
                 features = encoder.encode_image(inputs.pipeline.normalize(stamped))
                 similarity = mean_pairwise_cosine(features.float())
                 norm = mask.sum()
-                loss = -similarity + weight.value * norm
+                loss = -similarity + weight.value * 3 * norm  # the code's mask is repeated over 3 channels
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -147,7 +156,7 @@ class Decree(ModelDetector):
                 break
         found = best < float("inf")
         return {"pl1": best / (size * size) if found else 1.0, "found": found, "epochs": epoch + 1,
-                "final_similarity": similarity_mean}
+                "final_similarity": similarity_mean, "shadow_images": len(shadow)}
 
     def score(self, inputs: ModelUnderTest):
         import numpy as np

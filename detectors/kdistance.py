@@ -35,11 +35,10 @@ class NeighbourhoodDetector(DataDetector):
     source = "Huang et al. ICLR 2025 (arXiv 2502.01385); defaults from the official code"
 
     @classmethod
-    def check_pairs(cls, config: NeighbourhoodConfig, pairs: int) -> None:
-        points = 2 * min(config.reference_size, pairs) - 2
-        require(config.k < points, f"detector.k={config.k} needs more than {config.k} reference points per pair, but "
-                                   f"a batch of {min(config.reference_size, pairs)} pairs has {points} "
-                                   "(lower detector.k or raise detector.reference_size)")
+    def check_scenario(cls, config: NeighbourhoodConfig, scenario) -> None:
+        from .neighbourhood import check_k
+
+        check_k(config.k, scenario.victim_size, config.reference_size)
 
     def combine(self, hood):
         raise NotImplementedError

@@ -4,9 +4,10 @@ measure it for their k-distance, SLOF and DAO detectors.
 Each pair's image embedding is a query; its reference set is the image and text embeddings of a
 batch of pairs (the code scores each training batch against itself: batch 1024 in its configs),
 less the pair's own image and own text. Distances are Euclidean between the encoders' outputs as
-``encode_image`` / ``encode_text`` return them (the code does not normalise). Batches are a
-seeded permutation of the split, so every pair is scored once against ``reference_size - 1``
-other pairs.
+``encode_image`` / ``encode_text`` return them (the code does not normalise). Batches are
+consecutive slices of a seeded permutation of the split, ``reference_size`` pairs each, a last
+slice under half that size joined to the one before (:func:`reference_batches`), so every pair
+is scored once, against the other pairs of its batch.
 
 The k nearest reference points of a query, and those points' own k-distances and local
 intrinsic dimensionalities over the whole reference set (less only themselves), are what the
@@ -50,20 +51,32 @@ def lid_mle(sorted_distances: torch.Tensor, k: int) -> torch.Tensor:
     return -k / torch.log(nearest / nearest[:, -1:].clamp_min(1e-12) + 1e-4).sum(dim=1)
 
 
+def reference_batches(n: int, reference_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each reference batch of ``n`` pairs: batches of ``reference_size``, a
+    last batch under half that size joined to the one before it."""
+    size = min(reference_size, n)
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] < size // 2:
+        starts.pop()
+    return [(start, starts[i + 1] if i + 1 < len(starts) else n) for i, start in enumerate(starts)]
+
+
+def check_k(k: int, n: int, reference_size: int) -> None:
+    """Every query needs more than ``k`` reference points: ``2 x batch - 2`` in its smallest batch."""
+    require(n >= 2, f"a neighbourhood detector needs at least 2 pairs, got {n}")
+    smallest = min(stop - start for start, stop in reference_batches(n, reference_size))
+    require(k < 2 * smallest - 2, f"detector.k={k} needs more than {k} reference points per pair, but the smallest "
+                                  f"reference batch of {n} pairs holds {smallest} pairs, {2 * smallest - 2} points "
+                                  "(lower detector.k or raise detector.reference_size)")
+
+
 def neighbourhoods(images: torch.Tensor, texts: torch.Tensor, k: int, reference_size: int,
                    seed: int) -> Iterator[Neighbourhoods]:
     """Yield the neighbourhoods of every pair, one reference batch at a time."""
     n = images.shape[0]
-    require(n >= 2, f"a neighbourhood detector needs at least 2 pairs, got {n}")
-    size = min(reference_size, n)
-    require(k < 2 * size - 2, f"k={k} needs more than {k} reference points per pair, but a batch of {size} pairs "
-                              f"has {2 * size - 2} (lower detector.k or raise detector.reference_size)")
+    check_k(k, n, reference_size)
     order = np.random.default_rng(seed).permutation(n)
-    starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] < size // 2:
-        starts.pop()  # a short last batch joins the one before it
-    for i, start in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else n
+    for start, stop in reference_batches(n, reference_size):
         rows = order[start:stop]
         yield _batch(images[rows].double(), texts[rows].double(), rows, k)
 

@@ -43,6 +43,11 @@ class Strip(InputDetector):
     source = "Gao et al. ACSAC 2019 (arXiv 1902.06531); superimposition as in the official code"
     provenance = "adapted: a classifier defense on CLIP's zero-shot classifier"
 
+    @classmethod
+    def check_scenario(cls, config: StripConfig, scenario) -> None:
+        require(scenario.defense_size > 0, "detector strip blends inputs with clean held-out images: it needs "
+                                           "scenario.defense_size > 0")
+
     def score(self, inputs: InputImages):
         import torch
         import torch.nn.functional as F

@@ -28,6 +28,7 @@ def test_detect_writes_one_scored_result_per_attack_detector_and_seed(cli_subpro
         metric = result["metrics"][name]
         assert 0 <= metric["ci95"][0] <= metric["value"] <= metric["ci95"][1] <= 1 and metric["definition"]
     assert result["detector"]["config"] == {"k": 16, "reference_size": 1024}
+    assert set(result["provenance"]["stages"]) == {"clean", "poison", "victim"} and result["provenance"]["detector_code"]
     stamps = [p.stat().st_mtime_ns for p in sorted(results.glob("*.json"))]
     again = cli_subprocess(args, timeout=600)
     assert again.returncode == 0 and [p.stat().st_mtime_ns for p in sorted(results.glob("*.json"))] == stamps
@@ -84,6 +85,31 @@ def test_detect_bad_input_is_one_line_before_compute(extra, fragment, cli_subpro
     check_one_line_error(done, fragment)
     assert not results.exists() or not any(results.iterdir())
     assert not cache.exists() or not any(cache.rglob("*.safetensors"))
+
+
+def test_a_changed_setting_gets_its_own_detection_result(cli_subprocess, tmp_path, cache_dir):
+    results = tmp_path / "results"
+    base = ["detect", "--preset", "micro", "--attack", "badnet", "--detector", "similarity", "--results-dir", results,
+            "--cache-dir", cache_dir]
+    assert cli_subprocess(base, timeout=600).returncode == 0
+    assert cli_subprocess(base + ["--set", "poison.count=32"], timeout=600).returncode == 0
+    results_by_name = {p.name: json.loads(p.read_text()) for p in results.glob("*.json")}
+    assert len(results_by_name) == 2  # the override's hash names the second file
+    assert sorted(r["poisoned"] for r in results_by_name.values()) == [16, 32]
+
+
+def test_a_family_name_is_a_set_section_and_decree_needs_its_shadow_batch():
+    from clipbench.cells import CellRequest, resolve_cell
+    from clipbench.registry import DETECTORS
+
+    cell = resolve_cell(CellRequest(preset="micro", attack="badnet", defense="filter-similarity",
+                                    overrides={"filter-similarity": {"drop_fraction": "0.2"}}))
+    assert cell.defense_config.drop_fraction == 0.2
+    decree = DETECTORS.get("decree")
+    scenario = resolve_cell(CellRequest(preset="micro", attack="badnet", defense="none",
+                                        overrides={"scenario": {"defense_size": "16"}})).preset.scenario
+    with pytest.raises(ClipbenchError, match="fewer than detector.batch_size"):
+        decree.check_scenario(decree.default_config(), scenario)
 
 
 def test_filter_defenses_are_a_family_of_the_defense_registry():
