@@ -27,15 +27,20 @@ def curve_points(results: list[dict]) -> pd.DataFrame:
     """One row per point of every swept curve (finished cells only), and one per victim (``none``).
 
     ``point`` is ``sweep`` for a sweep's cell, ``own`` for the method's own budget (its config
-    value of the swept key), ``victim`` for the no-defense cell of the same attack and seed.
+    value of the swept key), ``victim`` for the no-defense cell of the same attack and seed. A
+    curve belongs to a seed that was swept: a seed whose cells hold no sweep point contributes no
+    ``own`` or ``victim`` point, so curves and their means are over the swept seeds only.
     """
     ok = [r for r in results if r.get("status") == "ok" and "ca_top1" in r.get("metrics", {}) and "asr" in r["metrics"]]
     settings = [setting_of(r) for r in ok]
     swept: dict[tuple, set[str]] = {}
+    swept_seeds: set[tuple] = set()
     for result, setting in zip(ok, settings):
-        key = (result["cell"].get("sweep") or {}).get("key")
+        cell = result["cell"]
+        key = (cell.get("sweep") or {}).get("key")
         if key:
-            swept.setdefault((setting, result["cell"]["attack"], result["cell"]["defense"]), set()).add(key)
+            swept.setdefault((setting, cell["attack"], cell["defense"], cell["seed"]), set()).add(key)
+            swept_seeds.add((setting, cell["attack"], cell["seed"]))
     rows = []
     for result, setting in zip(ok, settings):
         cell, config = result["cell"], result.get("config") or {}
@@ -46,9 +51,9 @@ def curve_points(results: list[dict]) -> pd.DataFrame:
         if sweep:
             rows.append({**base, "sweep": sweep["key"], "budget": float(sweep["value"]), "point": "sweep"})
             continue
-        if cell["defense"] == "none":
+        if cell["defense"] == "none" and (setting, cell["attack"], cell["seed"]) in swept_seeds:
             rows.append({**base, "sweep": None, "budget": 0.0, "point": "victim"})
-        for key in sorted(swept.get((setting, cell["attack"], cell["defense"]), ())):
+        for key in sorted(swept.get((setting, cell["attack"], cell["defense"], cell["seed"]), ())):
             value = (config.get("defense") or {}).get(key.split(".", 1)[1])
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({**base, "sweep": key, "budget": float(value), "point": "own"})

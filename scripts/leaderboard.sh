@@ -17,7 +17,9 @@ $cb run --preset tiny --attack blended --defense cleanclip --set cleanclip.augme
 $cb run --preset tiny --attack all --defense filter-similarity,filter-kdistance --seeds 0,1,2 --results-dir results/tiny "$@"
 $cb detect --preset tiny --attack all --detector all --seeds 0,1,2 --results-dir results/tiny
 $cb report --results-dir results/tiny --out results/tiny/report
-$cb reproduce abd-table1 --results-dir results/reproduce/cells-tiny --out results/reproduce/abd-table1-tiny
+mkdir -p results/reproduce/abd-table1-tiny
+$cb reproduce abd-table1 --results-dir results/reproduce/cells-tiny --out results/reproduce/abd-table1-tiny \
+    > results/reproduce/abd-table1-tiny/stdout.txt
 for attack in badnet blended wanet sig badclip label_consistent; do
     $cb show attack "$attack" --out "results/gallery/$attack.png"
 done

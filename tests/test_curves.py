@@ -158,3 +158,15 @@ def test_a_swept_run_on_micro_reports_its_curve(cli_runner, cache_dir, tmp_path)
     done = cli_runner(["report", "--results-dir", results, "--out", tmp_path / "report"])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "report" / "matched_budget.md").exists()
+
+
+def test_only_swept_seeds_have_curves():
+    """Seed 0 was swept; seed 1 has only the method's own cell and its victim: no curve for seed 1."""
+    results = [fake("badnet", "none", 0, 0.87, 0.97), fake("badnet", "none", 1, 0.86, 0.98),
+               fake("badnet", "finetune", 0, 0.87, 0.50, lr=5e-4), fake("badnet", "finetune", 1, 0.86, 0.55, lr=5e-4),
+               fake("badnet", "finetune", 0, 0.87, 0.90, lr=1e-4, swept=True)]
+    points = curve_points(results)
+    assert set(points["seed"]) == {0}
+    assert sorted(points["point"]) == ["own", "sweep", "victim"]
+    table = matched_budget(points, 0.01)
+    assert set(table["seed"]) == {0}
