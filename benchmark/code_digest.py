@@ -2,7 +2,7 @@
 
 A method's digest hashes the source of the module that defines it and of every module of its own
 package that it imports, directly or through those modules (``from .unimodal import ...``).
-clipbench's shared contract modules (``clipbench.attacks.base``, ``clipbench.defenses.base``) are
+clipbench's shared contract modules (``clipbench.attacks.base``, ``clipbench.defenses.base``, ``clipbench.detectors.base``) are
 stage code shared by every method, versioned by ``STAGE_VERSIONS`` instead. For a plugin the
 digest reads its installed module, so editing a plugin recomputes its stages and nothing else.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 #: Modules whose code is shared by all methods and versioned explicitly.
-SHARED_MODULES = frozenset({"clipbench.attacks.base", "clipbench.defenses.base"})
+SHARED_MODULES = frozenset({"clipbench.attacks.base", "clipbench.defenses.base", "clipbench.detectors.base"})
 
 
 def _source_path(module_name: str) -> Optional[Path]:

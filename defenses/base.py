@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from clipbench.config import require
+from clipbench.method import Method
 from clipbench.train_config import CYCLIP_ADAMW, AdamWSettings, Schedule
 
 if TYPE_CHECKING:
@@ -68,30 +69,15 @@ class DefenseContext:
         return self.data.images
 
 
-class Defense:
+class Defense(Method):
     """Base class of defenses: ``Config`` (a dataclass), ``stage`` and ``run``."""
 
-    Config: ClassVar[type]
     stage: ClassVar[Stage] = "post_training"
-    description: ClassVar[str] = ""
-    source: ClassVar[str] = ""
-    provenance: ClassVar[str] = "official method"
-    registry_name: ClassVar[str] = ""
     #: Post-training defenses that fine-tune need the scenario's clean defense split.
     needs_clean_pairs: ClassVar[bool] = True
     #: A post-training defense that compares the victim with the model it was fine-tuned from
     #: (ABD's two encoders) gets that model as ``DefenseContext.origin``.
     needs_origin_model: ClassVar[bool] = False
-
-    def __init__(self, config: Any):
-        validate = getattr(config, "validate", None)
-        if validate is not None:
-            validate()
-        self.config = config
-
-    @classmethod
-    def default_config(cls) -> Any:
-        return cls.Config()
 
     @classmethod
     def check_scenario(cls, config: Any, scenario: Any) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
+from clipbench.method import Method
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -80,27 +82,12 @@ class ModelUnderTest:
     device: Any = None
 
 
-class Detector:
+class Detector(Method):
     """Base class of detectors: ``Config`` (a dataclass), ``level`` and ``score``."""
 
-    Config: ClassVar[type]
     level: ClassVar[Level] = "data"
     #: For data-level detectors: whose embeddings the method uses.
     embedding_model: ClassVar[EmbeddingModel] = "victim"
-    description: ClassVar[str] = ""
-    source: ClassVar[str] = ""
-    provenance: ClassVar[str] = "official method"
-    registry_name: ClassVar[str] = ""
-
-    def __init__(self, config: Any):
-        validate = getattr(config, "validate", None)
-        if validate is not None:
-            validate()
-        self.config = config
-
-    @classmethod
-    def default_config(cls) -> Any:
-        return cls.Config()
 
     def score(self, inputs: Any) -> "np.ndarray":
         """One float per item (pair, image or model), higher = more suspicious."""
