@@ -31,11 +31,15 @@ def _planted(n: int = 300, poisoned: int = 15, dim: int = 16, seed: int = 0):
 
 
 @pytest.mark.parametrize("name", DETECTORS.names())
-def test_every_detector_scores_every_pair_finitely_and_finds_planted_poison(name):
+def test_every_detector_declares_its_level_and_source(name):
     cls = DETECTORS.get(name)
-    assert cls.description and cls.source and cls.level in ("data", "input", "model")
-    if cls.level != "data":
-        pytest.skip("input-level detectors: test_every_input_detector_scores_every_image_finitely")
+    assert cls.description and cls.source and cls.level in ("data", "input", "model") and cls.registry_name == name
+    cls(cls.default_config())  # the defaults validate
+
+
+@pytest.mark.parametrize("name", [n for n in DETECTORS.names() if DETECTORS.get(n).level == "data"])
+def test_every_data_detector_scores_every_pair_finitely_and_finds_planted_poison(name):
+    cls = DETECTORS.get(name)
     detector = cls(dataclasses.replace(cls.default_config(), **({"reference_size": 128} if "reference_size" in
                                                                  {f.name for f in dataclasses.fields(cls.Config)} else {})))
     inputs, labels = _planted()
