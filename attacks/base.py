@@ -56,8 +56,9 @@ class AttackContext:
     target_name: str
     device: "torch.device"
     classnames: tuple = ()
-    #: The evaluation split's uint8 images and labels, for an attack that sets ``needs_evaluation_images``.
-    evaluation_images: Optional["torch.Tensor"] = None
+    #: The evaluation split's images (indexing rows gives a uint8 tensor; real-scale data stays
+    #: lazy) and labels, for an attack that sets ``needs_evaluation_images``.
+    evaluation_images: Optional[Any] = None
     evaluation_labels: Optional[np.ndarray] = None
 
 

@@ -6,18 +6,19 @@ preset, AutoAugment's shears and posterisation destroy most of a 32 px image, so
 is a SimCLR-style view suited to any resolution: a random resized crop (scale 0.6-1), a
 horizontal flip and brightness/contrast jitter of ±0.3. ``policy="autoaugment"`` uses
 torchvision's ImageNet AutoAugment instead, as CleanCLIP does. ``policy="simclr_strong"`` is the
-pipeline of RoCLIP's and SafeCLIP's released code (:func:`strong_view`).
+pipeline of RoCLIP's and SafeCLIP's released code (:func:`strong_view`), ``"noise_erasing"``
+PAR's (:func:`noise_erasing_view`), and ``"none"`` the images unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
-Policy = Literal["simclr", "simclr_strong", "autoaugment"]
+Policy = Literal["simclr", "simclr_strong", "autoaugment", "noise_erasing", "none"]
 
 #: The resolution the released pipelines were written for; kernel sizes and blur widths scale from it.
 REFERENCE_RESOLUTION = 224
@@ -92,8 +93,52 @@ def strong_view(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.stack(views)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, policy: Policy = "simclr") -> torch.Tensor:
-    """An augmented view of a uint8 batch ``N x 3 x S x S`` under ``policy``."""
+def _erase_box(size: int, generator: torch.Generator, scale: tuple[float, float]) -> tuple[int, int, int] | None:
+    """(top, left, side) of the square the official code's ``RandomErasing`` picks (ratio 1, ten
+    tries, the side below ``size - 4``), or None when every try fails."""
+    for _ in range(10):
+        area = size * size * float(torch.empty(()).uniform_(scale[0], scale[1], generator=generator))
+        side = int(round(math.sqrt(area)))
+        if 0 < side < size - 4:
+            top = int(torch.randint(0, size - side + 1, (1,), generator=generator))
+            left = int(torch.randint(0, size - side + 1, (1,), generator=generator))
+            return top, left, side
+    return None
+
+
+def noise_erasing_view(images: torch.Tensor, generator: torch.Generator, mean: Sequence[float], noise_p: float = 0.5,
+                       noise_std: float = 0.2, erase_p: float = 0.5,
+                       erase_scale: tuple[float, float] = (0.005, 0.01)) -> torch.Tensor:
+    """The official code's training view of a uint8 batch ``N x 3 x S x S`` (uint8 out): with
+    probability ``noise_p`` each image gets ``clip(N(0, noise_std^2), 0, 1)`` added and is clipped
+    to [0, 1]; then with probability ``erase_p`` a square of ``erase_scale`` of its area is set
+    to the normalisation ``mean`` (0 after normalisation, the code's erasing value). Every draw
+    comes from ``generator`` (PAR's code, ``utils.py``: its ``AddGaussianNoise`` and ``RandomErasing``;
+    ``defenses/par.py`` says what it does line by line)."""
+    n, _, size, _ = images.shape
+    views = images.float().div(255.0)
+    noisy = (torch.rand(n, generator=generator) < noise_p).to(images.device)
+    noise = (torch.randn(views.shape, generator=generator) * noise_std).clamp(0, 1).to(images.device)
+    views = torch.where(noisy[:, None, None, None], (views + noise).clamp(0, 1), views)
+    views = views.mul(255.0).round().to(torch.uint8)
+    fill = torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8, device=images.device)[:, None, None]
+    for row in range(n):
+        if float(torch.rand((), generator=generator)) < erase_p:
+            box = _erase_box(size, generator, erase_scale)
+            if box is not None:
+                top, left, side = box
+                views[row, :, top:top + side, left:left + side] = fill
+    return views
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, policy: Policy = "simclr",
+            mean: Sequence[float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """An augmented view of a uint8 batch ``N x 3 x S x S`` under ``policy`` (``mean``, the
+    model's normalisation mean, is the colour ``noise_erasing`` erases with)."""
+    if policy == "none":
+        return images
+    if policy == "noise_erasing":
+        return noise_erasing_view(images, generator, mean)
     if policy == "simclr":
         return simclr_view(images, generator)
     if policy == "simclr_strong":

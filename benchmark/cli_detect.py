@@ -70,10 +70,9 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     for cell in cells:
         for name in names:
             path = results_dir / f"{detection_name(cell, name)}.json"
-            result = stored_detection(path)
-            if (result is None or result["detector"]["config"] != to_dict(configs[name])
-                    or result.get("provenance") != provenance(cell, DETECTORS.get(name))):
-                result = run.run(cell, name, DETECTORS.get(name), configs[name])
+            result, origin = stored_detection(path), provenance(cell, DETECTORS.get(name))
+            if result is None or result["detector"]["config"] != to_dict(configs[name]) or result.get("provenance") != origin:
+                result = run.run(cell, name, DETECTORS.get(name), configs[name], origin)
                 write_json(path, result)
             rows.append(_summary_row(result))
             bar.update(1)

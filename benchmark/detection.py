@@ -26,7 +26,9 @@ from .errors import ClipbenchError
 
 #: Pairs embedded per forward pass.
 EMBED_BATCH = 512
-#: Evaluation images of non-target classes an input-level detector scores, each clean and triggered.
+#: Evaluation images of non-target classes an input-level detector scores, each clean and
+#: triggered: clipbench's sample size, which keeps STRIP's 100 blends per image to minutes on a CPU
+#: and bounds AUROC's bootstrap interval to a few points.
 INPUT_IMAGES = 1000
 SCHEMA_VERSION = 3
 #: False-positive rates the stored ROC curve is sampled at (0 to 1 in steps of 0.01).
@@ -72,29 +74,48 @@ def embed_pairs(clip: Any, pipeline: Any, data: Any, device: Any) -> tuple[Any, 
     return torch.cat(images), torch.cat(texts)
 
 
+def checked_scores(name: str, scores: Any, count: int) -> np.ndarray:
+    """A detector's output as ``count`` finite float64 scores, or one clear error."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (count,):
+        raise ClipbenchError(f"detector {name} returned {scores.size} scores for {count} items")
+    if not np.isfinite(scores).all():
+        raise ClipbenchError(f"detector {name} returned {int((~np.isfinite(scores)).sum())} scores that are not finite")
+    return scores
+
+
 class DetectionRun:
-    """Runs detectors on the victim splits of cells, embedding each (cell, model) once."""
+    """Runs detectors on cells, embedding each (cell, model) once and scoring each model once."""
 
     def __init__(self, workspace: Any):
         self.ws = workspace
         self._embedded: dict[tuple[str, str], tuple[Any, Any, np.ndarray]] = {}
         self._model_scores: dict[tuple, dict] = {}
 
+    def _records(self, cell: Cell) -> tuple[Any, Any, Any]:
+        """The cell's clean, poison and victim stages (cached, or computed as ``run`` would)."""
+        from .stages.clean import clean_model
+        from .stages.poison import poison
+        from .stages.victim import victim
+
+        clean = clean_model(self.ws, cell)
+        poisoned = poison(self.ws, cell, clean)
+        return clean, poisoned, victim(self.ws, cell, clean, poisoned)
+
+    def _model(self, record: Any) -> tuple[Any, Any]:
+        from .image_pipeline import ImagePipeline
+        from .models import load_checkpoint, place
+
+        clip = place(load_checkpoint(record.path), self.ws.device)
+        return clip, ImagePipeline.from_model(clip.model)
+
     def _embeddings(self, cell: Cell, which: str) -> tuple[Any, Any, np.ndarray]:
         key = (cell.name, which)
         if key not in self._embedded:
-            from .image_pipeline import ImagePipeline
-            from .models import load_checkpoint
-            from .stages.clean import clean_model
-            from .stages.poison import build_attack, poison, poisoned_training_data
-            from .stages.victim import victim
+            from .stages.poison import build_attack, poisoned_training_data
 
-            clean = clean_model(self.ws, cell)
-            poisoned = poison(self.ws, cell, clean)
-            record = victim(self.ws, cell, clean, poisoned) if which == "victim" else clean
-            clip = load_checkpoint(record.path)
-            clip.model.to(self.ws.device)
-            pipeline = ImagePipeline.from_model(clip.model)
+            clean, poisoned, victim = self._records(cell)
+            clip, pipeline = self._model(victim if which == "victim" else clean)
             data = poisoned_training_data(self.ws, cell, poisoned, pipeline)
             images, texts = embed_pairs(clip, pipeline, data, self.ws.device)
             labels = np.zeros(len(data), dtype=bool)
@@ -108,17 +129,11 @@ class DetectionRun:
         images of non-target classes, clean and triggered, shuffled together; and their labels."""
         import torch
 
-        from .evaluation import zero_shot_classifier
-        from .image_pipeline import ImagePipeline
-        from .models import load_checkpoint, place
-        from .stages.clean import clean_model
-        from .stages.poison import build_attack, poison
-        from .stages.victim import victim
+        from .stages.evaluation import classifier_weights
+        from .stages.poison import build_attack
 
-        clean = clean_model(self.ws, cell)
-        poisoned = poison(self.ws, cell, clean)
-        clip = place(load_checkpoint(victim(self.ws, cell, clean, poisoned).path), self.ws.device)
-        pipeline = ImagePipeline.from_model(clip.model)
+        _, poisoned, victim = self._records(cell)
+        clip, pipeline = self._model(victim)
         attack, _ = build_attack(cell, poisoned)
         scenario = self.ws.scenario(cell)
         labels = np.asarray(scenario.evaluation.labels)
@@ -129,89 +144,65 @@ class DetectionRun:
         both = torch.cat([images, attack.apply(images, torch.as_tensor(scenario.evaluation.ids[rows]))])
         truth = np.r_[np.zeros(len(rows), bool), np.ones(len(rows), bool)]
         order = rng.permutation(len(both))
-        defense_images = self.ws.images(cell, "defense", pipeline)
-        reference = defense_images[np.arange(len(defense_images))]
-        classifier = zero_shot_classifier(clip, tuple(scenario.classnames), tuple(scenario.templates), self.ws.device)
-        return {"images": both[order], "model": clip, "pipeline": pipeline, "classifier": classifier,
-                "reference": reference, "device": self.ws.device}, truth[order]
+        weights, _ = classifier_weights(self.ws, clip, scenario)
+        return {"images": both[order], "model": clip, "pipeline": pipeline, "classifier": weights,
+                "reference": self.ws.images(cell, "defense", pipeline), "device": self.ws.device}, truth[order]
 
-    def _run_model_level(self, cell: Cell, name: str, detector_cls: type, config: Any, seed: int, started: float) -> dict:
-        """Score the clean model and the cell's victim (the clean model's score is computed once
-        per detector config and seed, and shared by the cells of every attack)."""
+    def _model_scores_of(self, cell: Cell, name: str, detector_cls: type, config: Any, seed: int) -> list[dict]:
+        """The clean model's and the victim's scores (each model scored once per detector config
+        and seed: the clean model is shared by the cells of every attack)."""
         from .detectors.base import ModelUnderTest
-        from .image_pipeline import ImagePipeline
-        from .models import load_checkpoint, place
-        from .stages.clean import clean_model
-        from .stages.poison import poison
-        from .stages.victim import victim
 
-        clean = clean_model(self.ws, cell)
-        poisoned = poison(self.ws, cell, clean)
+        clean, _, victim = self._records(cell)
         models = []
-        for role, record in (("clean", clean), ("victim", victim(self.ws, cell, clean, poisoned))):
+        for role, record in (("clean", clean), ("victim", victim)):
             memo = (record.key, name, seed, json.dumps(to_dict(config), sort_keys=True))
             if memo not in self._model_scores:
-                clip = place(load_checkpoint(record.path), self.ws.device)
-                pipeline = ImagePipeline.from_model(clip.model)
-                defense_images = self.ws.images(cell, "defense", pipeline)
+                clip, pipeline = self._model(record)
                 detector = detector_cls(config)
-                score = np.asarray(detector.score(ModelUnderTest(model=clip, pipeline=pipeline, seed=seed,
-                                                                 shadow=defense_images[np.arange(len(defense_images))],
-                                                                 device=self.ws.device)), dtype=np.float64)
-                if score.shape != (1,) or not np.isfinite(score).all():
-                    raise ClipbenchError(f"detector {name} returned {score.tolist()} for one model; expected one finite score")
+                score = checked_scores(name, detector.score(ModelUnderTest(
+                    model=clip, pipeline=pipeline, shadow=self.ws.images(cell, "defense", pipeline), seed=seed,
+                    device=self.ws.device)), 1)
                 self._model_scores[memo] = {"score": float(score[0]), "details": getattr(detector, "last_run", {})}
             models.append({"role": role, "stage": record.stage, "key": record.key, **self._model_scores[memo]})
-        return {
-            "schema_version": SCHEMA_VERSION, "kind": "detection", "status": "ok",
-            "cell": {"preset": cell.preset.name, "model": cell.preset.model, "attack": cell.request.attack,
-                     "detector": name, "level": "model", "seed": cell.seed},
-            "detector": {"name": name, "config": to_dict(config), "source": detector_cls.source,
-                         "provenance": detector_cls.provenance, "seed": seed},
-            "attack_config": to_dict(cell.attack_config),
-            "provenance": provenance(cell, detector_cls),
-            "models": models,
-            "wall_s": round(time.perf_counter() - started, 2),
-        }
+        return models
 
-    def run(self, cell: Cell, name: str, detector_cls: type, config: Any) -> dict:
+    def run(self, cell: Cell, name: str, detector_cls: type, config: Any, origin: Optional[dict] = None) -> dict:
         """Score ``cell`` with detector ``name`` (data level: the victim split's pairs; input
-        level: clean and triggered evaluation images) and return its result."""
+        level: clean and triggered evaluation images; model level: the clean model and the
+        victim) and return its result; ``origin`` is its :func:`provenance`, when the caller has it."""
         from .detection_metrics import detection_metrics, roc_on_grid
         from .detectors.base import InputImages, PairEmbeddings
 
         started = time.perf_counter()
         seed = seeding.sub_seed(cell.seed, f"detector:{name}")
-        if detector_cls.level == "data":
-            images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
-            inputs: Any = PairEmbeddings(images=images, texts=texts, seed=seed)
-            counts = {"pairs": int(len(labels)), "poisoned": int(labels.sum())}
-        elif detector_cls.level == "model":
-            return self._run_model_level(cell, name, detector_cls, config, seed, started)
-        elif detector_cls.level == "input":
-            fields, labels = self._input_images(cell, seeding.sub_seed(cell.seed, "detector-inputs"))
-            inputs = InputImages(seed=seed, **fields)
-            counts = {"images": int(len(labels)), "triggered": int(labels.sum())}
-        else:
-            raise ClipbenchError(f"detector {name} declares an unknown level {detector_cls.level!r}")
-        scores = np.asarray(detector_cls(config).score(inputs), dtype=np.float64)
-        if scores.shape != (len(labels),):
-            raise ClipbenchError(f"detector {name} returned {scores.size} scores for {len(labels)} items")
-        if not np.isfinite(scores).all():
-            raise ClipbenchError(f"detector {name} returned {int((~np.isfinite(scores)).sum())} scores that are not finite")
-        metrics = detection_metrics(scores, labels)
-        quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
-        positive = "poisoned" if detector_cls.level == "data" else "triggered"
-        return {
+        result = {
             "schema_version": SCHEMA_VERSION, "kind": "detection", "status": "ok",
             "cell": {"preset": cell.preset.name, "model": cell.preset.model, "attack": cell.request.attack,
                      "detector": name, "level": detector_cls.level, "seed": cell.seed},
             "detector": {"name": name, "config": to_dict(config), "embedding_model": detector_cls.embedding_model,
                          "source": detector_cls.source, "provenance": detector_cls.provenance, "seed": seed},
             "attack_config": to_dict(cell.attack_config),
-            "provenance": provenance(cell, detector_cls),
-            **counts,
-            "metrics": {k: v.to_dict() for k, v in metrics.items()},
+            "provenance": origin or provenance(cell, detector_cls),
+        }
+        if detector_cls.level == "model":
+            result["models"] = self._model_scores_of(cell, name, detector_cls, config, seed)
+            return {**result, "wall_s": round(time.perf_counter() - started, 2)}
+        if detector_cls.level == "data":
+            images, texts, labels = self._embeddings(cell, detector_cls.embedding_model)
+            inputs: Any = PairEmbeddings(images=images, texts=texts, seed=seed)
+            positive, counts = "poisoned", {"pairs": int(len(labels)), "poisoned": int(labels.sum())}
+        elif detector_cls.level == "input":
+            fields, labels = self._input_images(cell, seeding.sub_seed(cell.seed, "detector-inputs"))
+            inputs = InputImages(seed=seed, **fields)
+            positive, counts = "triggered", {"images": int(len(labels)), "triggered": int(labels.sum())}
+        else:
+            raise ClipbenchError(f"detector {name} declares an unknown level {detector_cls.level!r}")
+        scores = checked_scores(name, detector_cls(config).score(inputs), len(labels))
+        quantiles = (0.05, 0.25, 0.5, 0.75, 0.95)
+        return {
+            **result, **counts,
+            "metrics": {k: v.to_dict() for k, v in detection_metrics(scores, labels).items()},
             "roc": {"fpr": ROC_GRID.tolist(), "tpr": np.round(roc_on_grid(scores, labels, ROC_GRID), 5).tolist()},
             "score_quantiles": {group: dict(zip(map(str, quantiles), np.quantile(scores[mask], quantiles).tolist()))
                                 for group, mask in ((positive, labels), ("clean", ~labels))},
@@ -229,9 +220,7 @@ def detector_configs(names: list[str], overrides: dict[str, str]) -> dict[str, A
     for name in names:
         config = DETECTORS.get(name).default_config()
         fields = {f.name for f in dataclasses.fields(config)}
-        config = apply_overrides(config, {k: v for k, v in overrides.items() if k in fields}, "detector")
-        getattr(config, "validate", lambda: None)()
-        configs[name] = config
+        configs[name] = apply_overrides(config, {k: v for k, v in overrides.items() if k in fields}, "detector")
     have = sorted({f.name for config in configs.values() for f in dataclasses.fields(config)})
     for key in overrides:
         if key not in have:
@@ -242,8 +231,6 @@ def detector_configs(names: list[str], overrides: dict[str, str]) -> dict[str, A
 
 def stored_detection(path: Path) -> Optional[dict]:
     """A finished detection result at ``path``, if any."""
-    import json
-
     try:
         stored = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -138,27 +138,18 @@ def _mean_std(values: list[float]) -> str:
 def write_detection_report(detections: list[dict], out: Path) -> tuple[list[Path], list[str], dict[str, pd.DataFrame]]:
     """The detection tables (CSV and Markdown) and the ROC figure in ``out``: the files written,
     the Markdown sections for ``tables.md`` and the tables by title for the page."""
-    from .atomic import write_text
+    from .report import _write_table
 
     frame = detection_frame(detections)
+    named = [(f"detection_{metric}", title, detection_table(frame, metric)) for metric, title in TABLES.items()]
+    named.append(("detection_models", "Model-level detection: scores (higher = more suspicious)",
+                  model_level_table(detections)))
     written, sections, tables = [], [], {}
-    for metric, title in TABLES.items():
-        table = detection_table(frame, metric)
-        if table.empty:
-            continue
-        for suffix, text in ((".csv", table.to_csv()), (".md", table.to_markdown() + "\n")):
-            write_text(out / f"detection_{metric}{suffix}", text)
-            written.append(out / f"detection_{metric}{suffix}")
-        sections.append(f"### {title}\n\n{table.to_markdown()}\n")
-        tables[title] = table
-    models = model_level_table(detections)
-    if not models.empty:
-        title = "Model-level detection: scores (higher = more suspicious)"
-        for suffix, text in ((".csv", models.to_csv()), (".md", models.to_markdown() + "\n")):
-            write_text(out / f"detection_models{suffix}", text)
-            written.append(out / f"detection_models{suffix}")
-        sections.append(f"### {title}\n\n{models.to_markdown()}\n")
-        tables[title] = models
+    for stem, title, table in named:
+        if not table.empty:
+            written += _write_table(out, stem, table, latex=False)
+            sections.append(f"### {title}\n\n{table.to_markdown()}\n")
+            tables[title] = table
     if any("roc" in d for d in detections):
         written.append(roc_figure(detections, out))
     return written, sections, tables

@@ -5,7 +5,8 @@ CLIP's paper (Radford et al., 2021, appendix A.3) trains scikit-learn's L-BFGS l
 on frozen features and picks the L2 strength on a validation split by a search over 1e-6 to 1e6.
 Here the same model is fitted with torch's L-BFGS (full batch; on a GPU for large feature sets) on
 standardised features (mean and deviation of the training split), over ``grid`` strengths spaced
-logarithmically from 1e-6 to 1e6 (default 13, one per decade); the strength with the best
+logarithmically over CLIP's range, 1e-6 to 1e6 (default 13, one per decade: clipbench's choice;
+CLIP refines its search within the range); the strength with the best
 validation accuracy (the smallest on ties) is kept and its model, fitted on the training split
 alone, is scored on the test split. The loss is the mean cross-entropy plus ``strength / 2``
 times the sum of squared weights (the intercept not penalised), scikit-learn's objective with
@@ -33,10 +34,15 @@ class ProbeResult:
     validation: dict[float, float]
 
 
+def _design(features: torch.Tensor) -> torch.Tensor:
+    """``features`` with a column of ones for the intercept."""
+    return torch.cat([features, torch.ones(len(features), 1, dtype=features.dtype, device=features.device)], dim=1)
+
+
 def _fit(features: torch.Tensor, labels: torch.Tensor, classes: int, strength: float, max_iter: int) -> torch.Tensor:
     """Weights ``(D + 1) x C`` (the last row the intercept) minimising cross-entropy + strength x |W|^2 / 2."""
     weights = torch.zeros(features.shape[1] + 1, classes, dtype=features.dtype, device=features.device, requires_grad=True)
-    design = torch.cat([features, torch.ones(len(features), 1, dtype=features.dtype, device=features.device)], dim=1)
+    design = _design(features)
     optimizer = torch.optim.LBFGS([weights], lr=1.0, max_iter=max_iter, tolerance_grad=1e-7, tolerance_change=1e-10,
                                   history_size=20, line_search_fn="strong_wolfe")
 
@@ -51,8 +57,7 @@ def _fit(features: torch.Tensor, labels: torch.Tensor, classes: int, strength: f
 
 
 def _accuracy(weights: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> int:
-    design = torch.cat([features, torch.ones(len(features), 1, dtype=features.dtype, device=features.device)], dim=1)
-    return int(((design @ weights).argmax(1) == labels).sum())
+    return int(((_design(features) @ weights).argmax(1) == labels).sum())
 
 
 def linear_probe(train: tuple[np.ndarray, np.ndarray], validation: tuple[np.ndarray, np.ndarray],

@@ -95,7 +95,7 @@ class Registry(Generic[T]):
         if name not in self._items:
             self._from_family(name)
         if name not in self._items:
-            valid = self.names() + self.family_names()
+            valid = self.valid_names()
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ClipbenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(valid)}.{hint}")

@@ -57,26 +57,22 @@ class FilterThenTrain(FineTuneDefense):
     def run(self, context):
         import numpy as np
 
-        from clipbench.detection import embed_pairs
+        from clipbench.detection import checked_scores, embed_pairs
         from clipbench.detectors.base import PairEmbeddings
         from clipbench.seeding import sub_seed
 
         self.require_data(context)
-        clean = copy.deepcopy(context.model)
-        scorer = context.model
-        if self.detector_cls.embedding_model == "victim":
+        clean = context.model
+        if self.detector_cls.embedding_model == "victim":  # the defender's own poisoned model scores the pairs
+            context.model = copy.deepcopy(clean)
             self.fit(context, self.objective(context), phase="poisoned model for the detector")
-            scorer = context.model
-        images, texts = embed_pairs(scorer, context.pipeline, context.data, context.device)
+        images, texts = embed_pairs(context.model, context.pipeline, context.data, context.device)
         detector = self.detector_cls(self.detector_cls.default_config())
-        scores = np.asarray(detector.score(PairEmbeddings(images=images, texts=texts,
-                                                          seed=sub_seed(context.seed, "detector"))), dtype=np.float64)
-        require(scores.shape == (len(context.data),) and np.isfinite(scores).all(),
-                f"detector {self.detector_name} returned {scores.size} scores ({int((~np.isfinite(scores)).sum())} "
-                f"not finite) for {len(context.data)} pairs")
+        scores = checked_scores(self.detector_name, detector.score(PairEmbeddings(
+            images=images, texts=texts, seed=sub_seed(context.seed, "detector"))), len(context.data))
+        order = np.argsort(scores, kind="stable")  # least suspicious first
         dropped = int(round(self.config.drop_fraction * len(scores)))
-        keep = np.sort(np.argsort(scores, kind="stable")[: len(scores) - dropped])
-        removed = np.setdiff1d(np.arange(len(scores)), keep)
+        keep, removed = np.sort(order[: len(scores) - dropped]), np.sort(order[len(scores) - dropped:])
         context.extras["filter"] = {"detector": self.detector_name, "pairs": len(scores), "dropped": dropped,
                                     "dropped_rows": removed.tolist()}  # the harness scores them against the manifest
         context.model = clean

@@ -48,7 +48,7 @@ a720440), and what clipbench does with each choice:
   l. 142-151) with the image clipped to [0, 1], the normalisation, then with p 0.5 a square of
   0.5-1% of the image's area set to 0 after normalisation, i.e. the normalisation mean colour
   (the code's own ``RandomErasing``, l. 27-128: ratio 1, value 0, ten tries, each keeping the side
-  below the image size minus 4). :func:`noise_erasing_view` does this on the uint8 batch (the
+  below the image size minus 4). :func:`clipbench.augment.noise_erasing_view` does this on the uint8 batch (the
   noised image is rounded back to uint8, a quantisation of at most half a grey level).
   ``augmentation="autoaugment"`` (torchvision's ImageNet AutoAugment, :mod:`clipbench.augment`),
   ``"simclr"`` or ``"none"`` select another view.
@@ -73,7 +73,7 @@ Other departures: mixed precision is bf16 autocast on GPU (the code: fp16 AMP wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from clipbench.config import require
 from clipbench.registry import register_defense
@@ -137,49 +137,6 @@ def par_loss(images: "torch.Tensor", texts: "torch.Tensor", frozen_images: "torc
     return clip_loss(images, texts, logit_scale) - repulsion_weight * terms
 
 
-def _erase_box(size: int, generator: "torch.Generator", scale: tuple[float, float]) -> tuple[int, int, int] | None:
-    """(top, left, side) of the square the official code's ``RandomErasing`` picks (ratio 1, ten
-    tries, the side below ``size - 4``), or None when every try fails."""
-    import math
-
-    import torch
-
-    for _ in range(10):
-        area = size * size * float(torch.empty(()).uniform_(scale[0], scale[1], generator=generator))
-        side = int(round(math.sqrt(area)))
-        if 0 < side < size - 4:
-            top = int(torch.randint(0, size - side + 1, (1,), generator=generator))
-            left = int(torch.randint(0, size - side + 1, (1,), generator=generator))
-            return top, left, side
-    return None
-
-
-def noise_erasing_view(images: "torch.Tensor", generator: "torch.Generator", mean: Sequence[float], noise_p: float = 0.5,
-                       noise_std: float = 0.2, erase_p: float = 0.5,
-                       erase_scale: tuple[float, float] = (0.005, 0.01)) -> "torch.Tensor":
-    """The official code's training view of a uint8 batch ``N x 3 x S x S`` (uint8 out): with
-    probability ``noise_p`` each image gets ``clip(N(0, noise_std^2), 0, 1)`` added and is clipped
-    to [0, 1]; then with probability ``erase_p`` a square of ``erase_scale`` of its area is set
-    to the normalisation ``mean`` (0 after normalisation, the code's erasing value). Every draw
-    comes from ``generator``."""
-    import torch
-
-    n, _, size, _ = images.shape
-    views = images.float().div(255.0)
-    noisy = (torch.rand(n, generator=generator) < noise_p).to(images.device)
-    noise = (torch.randn(views.shape, generator=generator) * noise_std).clamp(0, 1).to(images.device)
-    views = torch.where(noisy[:, None, None, None], (views + noise).clamp(0, 1), views)
-    views = views.mul(255.0).round().to(torch.uint8)
-    fill = torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8, device=images.device)[:, None, None]
-    for row in range(n):
-        if float(torch.rand((), generator=generator)) < erase_p:
-            box = _erase_box(size, generator, erase_scale)
-            if box is not None:
-                top, left, side = box
-                views[row, :, top:top + side, left:left + side] = fill
-    return views
-
-
 @register_defense("par")
 class Par(FineTuneDefense):
     Config = ParConfig
@@ -203,15 +160,8 @@ class Par(FineTuneDefense):
         frozen.model.eval()
         frozen.model.requires_grad_(False)
 
-        def view(batch):
-            if config.augmentation == "none":
-                return batch.images
-            if config.augmentation == "noise_erasing":
-                return noise_erasing_view(batch.images, generator, batch.pipeline.mean)
-            return augment(batch.images, generator, config.augmentation)
-
         def objective(batch):
-            images = view(batch)
+            images = augment(batch.images, generator, config.augmentation, mean=batch.pipeline.mean)
             with torch.no_grad():
                 reference = dataclasses.replace(batch, clip=frozen)
                 frozen_images, frozen_texts = reference.encode_images(images), reference.encode_texts()

@@ -55,13 +55,14 @@ class InputImages:
     resolution (clean and triggered evaluation images, shuffled together; which are triggered is
     not said), the model under test with its ``pipeline`` (``pipeline.pixels`` makes model input),
     the zero-shot ``classifier`` (``D x C``, normalised class embeddings), ``reference`` clean
-    held-out uint8 images (the scenario's defense split) and the sub-seed."""
+    held-out images (the scenario's defense split; indexing rows gives a uint8 tensor, and
+    real-scale data is decoded only for the rows indexed) and the sub-seed."""
 
     images: "torch.Tensor"
     model: "ClipModel"
     pipeline: Any
     classifier: "torch.Tensor"
-    reference: "torch.Tensor"
+    reference: Any
     seed: int
     device: Any = None
 
@@ -72,12 +73,13 @@ class InputImages:
 @dataclass
 class ModelUnderTest:
     """What a model-level detector is handed: the model (``model.model`` is the open_clip module),
-    its ``pipeline``, ``shadow`` clean uint8 images at its resolution (the scenario's defense
-    split; DECREE's shadow set), the sub-seed and the device. Not whether the model is poisoned."""
+    its ``pipeline``, ``shadow`` clean images at its resolution (the scenario's defense split,
+    indexed like ``InputImages.reference``; DECREE's shadow set), the sub-seed and the device. Not
+    whether the model is poisoned."""
 
     model: "ClipModel"
     pipeline: Any
-    shadow: "torch.Tensor"
+    shadow: Any
     seed: int
     device: Any = None
 

@@ -125,7 +125,7 @@ class Decree(ModelDetector):
         encoder = inputs.model.model.eval()
         encoder.requires_grad_(False)
         weight = _Lambda()
-        best, best_seen, stale, epoch, similarity_mean = float("inf"), float("inf"), 0, 0, 0.0
+        best, stale, epoch, similarity_mean = float("inf"), 0, 0, 0.0  # stale: steps since the best mask improved
         for epoch in range(config.max_epochs):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr if epoch < 200 else (0.1 if epoch < 500 else 0.05)
@@ -143,14 +143,14 @@ class Decree(ModelDetector):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                success = float(similarity.detach()) > config.threshold
-                if success and float(norm.detach()) < best:
-                    best = float(norm.detach())
-                if best < float("inf"):
-                    stale = stale + 1 if best >= best_seen else 0
-                best_seen = min(best, best_seen)
+                similarity_now, norm_now = float(similarity.detach()), float(norm.detach())
+                success = similarity_now > config.threshold
+                if success and norm_now < best:
+                    best, stale = norm_now, 0
+                elif best < float("inf"):
+                    stale += 1
                 weight.update(success)
-                similarities.append(float(similarity.detach()))
+                similarities.append(similarity_now)
             similarity_mean = float(np.mean(similarities))
             if similarity_mean > config.threshold and stale > 7 * _Lambda.patience:
                 break

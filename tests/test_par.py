@@ -97,7 +97,7 @@ def test_config_defaults_are_the_official_codes():
 
 
 def test_noise_erasing_view_is_seeded_and_erases_with_the_mean_colour():
-    from clipbench.defenses.par import noise_erasing_view
+    from clipbench.augment import noise_erasing_view
 
     mean = (0.48145466, 0.4578275, 0.40821073)
     images = torch.zeros((64, 3, 32, 32), dtype=torch.uint8)

@@ -40,18 +40,24 @@ def classifier(ws: Workspace, clip: ClipModel, classnames: tuple[str, ...], temp
     return ws.artifact("classifier", key, build)
 
 
-def evaluate(ws: Workspace, cell: Cell, clip: ClipModel, poison: StageRecord) -> tuple[dict, dict, str]:
-    """Metrics of ``clip`` under the cell's trigger, their wall time and memory, and the classifier's key."""
+def classifier_weights(ws: Workspace, clip: ClipModel, scenario) -> tuple[torch.Tensor, str]:
+    """The scenario's zero-shot classifier for ``clip`` on the workspace's device (from the cache
+    when built before), and its artifact key."""
     from safetensors.torch import load_file
 
+    record = classifier(ws, clip, tuple(scenario.classnames), tuple(scenario.templates))
+    return load_file(str(record.path / CLASSIFIER_FILE))["weights"].to(ws.device), record.key
+
+
+def evaluate(ws: Workspace, cell: Cell, clip: ClipModel, poison: StageRecord) -> tuple[dict, dict, str]:
+    """Metrics of ``clip`` under the cell's trigger, their wall time and memory, and the classifier's key."""
     from ..evaluation import evaluate_backdoor, image_logits
 
     with measure() as stats:
         pipeline = ImagePipeline.from_model(clip.model)
         scenario = ws.scenario(cell)
         attack, _ = build_attack(cell, poison)
-        record = classifier(ws, clip, tuple(scenario.classnames), tuple(scenario.templates))
-        weights: torch.Tensor = load_file(str(record.path / CLASSIFIER_FILE))["weights"].to(ws.device)
+        weights, classifier_key = classifier_weights(ws, clip, scenario)
         images = ws.images(cell, "evaluation", pipeline)
         if attack.kind == "targeted":  # success on the attack's own targets, CA without them
             ids = torch.as_tensor(scenario.evaluation.ids)
@@ -60,7 +66,7 @@ def evaluate(ws: Workspace, cell: Cell, clip: ClipModel, poison: StageRecord) ->
         else:
             metrics = evaluate_backdoor(clip, pipeline, scenario.evaluation, images, weights, scenario.target_index,
                                         attack.apply, device=ws.device)
-    return {k: v.to_dict() for k, v in metrics.items()}, stats, record.key
+    return {k: v.to_dict() for k, v in metrics.items()}, stats, classifier_key
 
 
 def clean_reference(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord) -> StageRecord:

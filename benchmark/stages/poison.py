@@ -39,8 +39,7 @@ def prepare_attack(ws: Workspace, cell: Cell, clean: Optional[ClipModel], pipeli
     scenario = ws.scenario(cell)
     evaluation = {}
     if attack.needs_evaluation_images:
-        images = ws.images(cell, "evaluation", pipeline)
-        evaluation = {"evaluation_images": images[np.arange(len(images))],
+        evaluation = {"evaluation_images": ws.images(cell, "evaluation", pipeline),
                       "evaluation_labels": np.asarray(scenario.evaluation.labels)}
     context = AttackContext(pairs=scenario.victim, images=ws.images(cell, "victim", pipeline), pipeline=pipeline,
                             target_index=scenario.target_index, target_name=scenario.target_name, device=ws.device,
