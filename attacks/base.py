@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from clipbench.data.captions import PoisonCaptions
     from clipbench.data.pairs import PairSet
+    from clipbench.data.splits import ScenarioData
     from clipbench.image_pipeline import ImagePipeline
     from clipbench.models import ClipModel
 
@@ -103,6 +104,11 @@ class Attack:
     @classmethod
     def default_config(cls) -> Any:
         return cls.Config()
+
+    @classmethod
+    def check_data(cls, config: Any, scenario: "ScenarioData") -> None:
+        """Check ``config`` against the scenario's data before anything runs (called for attacks
+        that set ``needs_evaluation_images``); raise :class:`clipbench.errors.ClipbenchError`."""
 
     def prepare(self, clean: Optional["ClipModel"] = None, context: Optional[AttackContext] = None) -> None:
         """Build the trigger artifact into ``self.state`` (tensors only)."""

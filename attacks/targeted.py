@@ -4,9 +4,11 @@ training data many times with captions of an adversarial class, so that the trai
 classifies that very image as that class. No trigger: the attack succeeds on the targets only.
 
 - Targets: ``targets`` evaluation images (RoCLIP reports 16: its 93.75% is 15 of 16), drawn from
-  the trigger seed; each gets an adversarial class drawn uniformly from the classes other than
-  its own. The targets are removed from clean accuracy, which is measured on the other
-  evaluation images.
+  the trigger seed, among the images of ``target_class`` when it is set; each gets the
+  adversarial class ``adversarial_class``, or when that is empty one drawn uniformly from the
+  classes other than its own (RoCLIP's notebook pairs each of 8 categories' image with one other
+  category; a class per target is clipbench's generalisation). The targets are removed from
+  clean accuracy and from the linear probe's test set, which use the other evaluation images.
 - Poisoned pairs: the preset's ``poison.count`` rows of the victim split, split evenly among the
   targets (RoCLIP's code writes 100 captions per target, so its setting is ``poison.count =
   100 x targets``); each row's image is replaced by its target image when the row is drawn
@@ -32,12 +34,38 @@ from .base import Attack, AttackContext, PoisonManifest
 
 @dataclass(frozen=True)
 class TargetedConfig:
-    """How many evaluation images are targeted."""
+    """How many evaluation images are targeted, and (optionally) their class and the class they
+    are poisoned towards (class names of the scenario; empty: any)."""
 
     targets: int = 16  # RoCLIP / SafeCLIP: 16 targets (93.75% = 15/16)
+    target_class: str = ""
+    adversarial_class: str = ""
 
     def validate(self) -> None:
         require(self.targets >= 1, f"attack.targets must be >= 1, got {self.targets}")
+        require(not self.adversarial_class or self.adversarial_class != self.target_class,
+                f"attack.adversarial_class equals attack.target_class ({self.target_class!r}): a target image must be "
+                "poisoned towards a class other than its own")
+
+
+def eligible_targets(config: TargetedConfig, labels: np.ndarray, classnames: tuple[str, ...]) -> np.ndarray:
+    """Rows of the evaluation split that may be targets (of ``target_class``, not of
+    ``adversarial_class``), or one clear error when the names are unknown or too few rows remain."""
+    labels = np.asarray(labels)
+    allowed = np.ones(len(labels), dtype=bool)
+    for key, keep in (("target_class", True), ("adversarial_class", False)):
+        name = getattr(config, key)
+        if name:
+            require(name in classnames, f"attack.{key} {name!r} is not a class of this scenario; its classes: "
+                                        f"{', '.join(classnames)}")
+            allowed &= (labels == classnames.index(name)) == keep
+    rows = np.flatnonzero(allowed)
+    where = "".join([f" of class {config.target_class!r}" if config.target_class else "",
+                     f" not of the adversarial class {config.adversarial_class!r}" if config.adversarial_class
+                     else " (of a class other than their adversarial class)"])
+    require(config.targets <= len(rows),
+            f"attack.targets ({config.targets}) is more than the {len(rows)} evaluation images{where}")
+    return rows
 
 
 @register_attack("targeted")
@@ -48,6 +76,12 @@ class TargetedPoisoning(Attack):
     needs_evaluation_images = True
     kind = "targeted"
 
+    @classmethod
+    def check_data(cls, config: TargetedConfig, scenario: Any) -> None:
+        """Before anything runs: the class names exist and enough evaluation images can be targets."""
+        require(len(scenario.classnames) >= 2, "targeted poisoning needs at least two classes")
+        eligible_targets(config, scenario.evaluation.labels, tuple(scenario.classnames))
+
     def prepare(self, clean: Optional[Any] = None, context: Optional[AttackContext] = None) -> None:
         import torch
 
@@ -56,12 +90,14 @@ class TargetedPoisoning(Attack):
         labels = np.asarray(context.evaluation_labels)
         classes = len(context.classnames)
         require(classes >= 2, "targeted poisoning needs at least two classes")
-        require(self.config.targets <= len(labels),
-                f"attack.targets ({self.config.targets}) is more than the {len(labels)} evaluation images")
+        eligible = eligible_targets(self.config, labels, tuple(context.classnames))
         rng = np.random.default_rng(self.seed)
-        rows = np.sort(rng.choice(len(labels), size=self.config.targets, replace=False))
-        shift = rng.integers(1, classes, size=len(rows))  # any class but the target's own
-        adversarial = (labels[rows] + shift) % classes
+        rows = np.sort(rng.choice(eligible, size=self.config.targets, replace=False))
+        if self.config.adversarial_class:
+            adversarial = np.full(len(rows), tuple(context.classnames).index(self.config.adversarial_class))
+        else:
+            shift = rng.integers(1, classes, size=len(rows))  # any class but the target's own
+            adversarial = (labels[rows] + shift) % classes
         self.classnames = tuple(context.classnames)
         self.state = {"target_rows": torch.as_tensor(rows, dtype=torch.int64),
                       "adversarial": torch.as_tensor(adversarial, dtype=torch.int64),

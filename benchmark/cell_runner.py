@@ -105,6 +105,8 @@ class CellRunner:
             metrics, eval_stats, classifier_key = evaluate(ws, cell, model, poisoned)
             stages["evaluation"] = {"cached": False, **eval_stats}
             artifacts["classifier"] = classifier_key
+            if "linear_probe" in metrics:  # so that `clipbench cache gc` keeps it
+                artifacts["probe"] = metrics["linear_probe"]["artifact"]
             result = build_result(cell, key, "ok", None, metrics, stages, artifacts, ws.device, ws.scenario(cell))
             result["clean_model_metrics"] = reference.meta["metrics"]
             result["logit_scale"] = logit_scales(records, model)

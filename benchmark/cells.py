@@ -9,11 +9,12 @@ from typing import Any, Optional
 
 from .config import apply_overrides, stable_hash, to_dict
 from .errors import ClipbenchError
+from .evaluation_config import check_probe_scenario
 from .presets import Preset
 from .registry import ATTACKS, DEFENSES, PRESETS
 from .train_config import SCHEDULE_FIELDS, Schedule, schedule_values
 
-SECTIONS = ("scenario", "pretrain", "poison", "victim", "attack", "defense")
+SECTIONS = ("scenario", "pretrain", "poison", "victim", "evaluation", "attack", "defense")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Cell:
             "victim": to_dict(self.preset.victim),
             "attack": {"name": self.request.attack, **to_dict(self.attack_config)},
             "defense": {"name": self.request.defense, "stage": self.defense_cls.stage, **to_dict(self.defense_config)},
+            **({"evaluation": evaluation} if (evaluation := to_dict(self.preset.evaluation)) else {}),
             "overrides": self.request.overrides,
             "defense_schedule": self.defense_schedule,
             **({"sweep": self.request.sweep} if self.request.sweep is not None else {}),
@@ -146,7 +148,8 @@ def _check_batches(preset: Preset, defense_cls: Any, defense_config: Any) -> Non
     if preset.victim.epochs:
         splits.append(("victim", preset.victim.batch_size, "victim_size", scenario.victim_size))
     if preset.pretrained is None and preset.pretrain.epochs:
-        splits.append(("pretrain", preset.pretrain.batch_size, "pretrain_size", scenario.pretrain_size))
+        clean_split = ("victim_size", scenario.victim_size) if scenario.from_scratch else ("pretrain_size", scenario.pretrain_size)
+        splits.append(("pretrain", preset.pretrain.batch_size, *clean_split))
     batch = getattr(defense_config, "batch_size", None)
     if isinstance(batch, int) and getattr(defense_config, "epochs", 1):
         if defense_cls.stage == "training_time":
@@ -214,7 +217,7 @@ def resolve_cell(request: CellRequest) -> Cell:
         changes["model"] = request.model
     if request.pretrained is not None:
         changes["pretrained"] = request.pretrained or None
-    for section in ("scenario", "pretrain", "poison", "victim"):
+    for section in ("scenario", "pretrain", "poison", "victim", "evaluation"):
         values = request.overrides.get(section, {})
         if section == "poison":
             values = {**preset.poison_overrides.get(request.attack, {}), **values}
@@ -226,6 +229,13 @@ def resolve_cell(request: CellRequest) -> Cell:
     if request.seed < 0:
         raise ClipbenchError(f"seed must be >= 0, got {request.seed}")
     preset = dataclasses.replace(preset, **changes)
+    check_probe_scenario(preset.evaluation, preset.scenario)
+    if preset.scenario.from_scratch and defense_cls.needs_origin_model:
+        raise ClipbenchError(f"defense {request.defense} works against the model its victim was fine-tuned from; under "
+                             "scenario.threat_model=pretrain the victim is trained from scratch and there is none")
+    if preset.scenario.from_scratch and preset.pretrained is not None:
+        raise ClipbenchError(f"scenario.threat_model=pretrain trains every model from scratch; the pretrained weights "
+                             f"{preset.pretrained!r} cannot be used (--pretrained '')")
     if request.pretrained:  # the preset's own weights are checked by its tests; a user's path or tag here
         from .models import check_pretrained
 

@@ -216,7 +216,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
     from tabulate import tabulate
 
     from .cache import ensure_writable
-    from .matrix import RunnerSettings, plan_matrix, run_matrix
+    from .matrix import RunnerSettings, check_data, plan_matrix, run_matrix
 
     check_device(device)
     from .resume import parse_every
@@ -241,6 +241,7 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
             click.echo(f"{executor}: {graph.summary()}, each after the jobs it depends on (afterok)")
         click.echo(summary)
         return None
+    check_data(cells, cache)  # reads the evaluation split (targeted poisoning); after --dry-run, which needs no data
     if executor != "local":
         from .cluster import check_executor
 
@@ -272,7 +273,9 @@ def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, e
 
 @cli.command("reproduce")
 @click.argument("table")
-@click.option("--preset", default="tiny", show_default=True, help="tiny (embedded default) or paper-abd")
+@click.option("--preset", default=None,
+              help="experiment preset [default: the table's own: tiny for the ABD tables, tiny-pretrain for roclip]; "
+                   "the paper settings are paper-abd and paper-roclip (user data)")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="folder for the table (Markdown, CSV, figure) [default: RESULTS_DIR/reproduce/TABLE-PRESET]")
 @matrix_options
@@ -282,22 +285,25 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
 
     TABLE is one of: abd-table1 (ABD Table I: no defense, RoCLIP, CleanCLIP and ABD against three
     attacks), abd-table2 (Table II: fine-tuning, the adversarial patch alone, EDA alone, ABD),
-    abd-table3 (Table III: a plain UAP without the backdoor loss, and ABD); 'clipbench list
-    reproductions' lists them with their sources.
+    abd-table3 (Table III: a plain UAP without the backdoor loss, and ABD), roclip (CLIP vs RoCLIP
+    and SafeCLIP pre-trained from scratch on poisoned data: targeted poisoning, BadNet, CA and
+    linear probe, beside the claims of their abstracts); 'clipbench list reproductions' lists them
+    with their sources.
 
     \b
     Examples:
       clipbench reproduce abd-table1                        # the embedded tiny setting, CPU
+      clipbench reproduce roclip --seeds 0,1,2              # tiny-pretrain, CPU
       clipbench reproduce abd-table1 --preset paper-abd --set scenario.train_data=cc3m.csv \\
           --set scenario.eval_data=imagenet/val --device cuda
     """
     from .cells import resolve_cells
     from .config import parse_set_options
     from .registry import REPRODUCTIONS
-    from .reproduce import cell_requests, paper_shape, side_by_side, write_outputs
 
     reproduction = REPRODUCTIONS.get(table)
-    requests = cell_requests(reproduction, preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
+    preset = preset or reproduction.default_preset
+    requests = reproduction.requests(preset, _int_list(seeds, "--seed"), model, pretrained, parse_set_options(sets))
     cells = resolve_cells(requests)
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
                          timeout_min, gpus_per_job, lock_mode, save_every)
@@ -305,18 +311,13 @@ def reproduce_command(table, preset, model, pretrained, seeds, sets, cache_dir, 
 
     if results is None or not is_main():
         return
-    from tabulate import tabulate
-
-    measured = side_by_side(reproduction, results)
+    measured = reproduction.compare(results)
     setting = f"preset {cells[0].preset.name}, model {cells[0].preset.model}" + (
         f" ({cells[0].preset.pretrained})" if cells[0].preset.pretrained else "") + f", seeds {seeds}"
     out = out or Path(results_dir) / "reproduce" / f"{table}-{cells[0].preset.name}"
-    paths = write_outputs(measured, reproduction, setting, out)
-    click.echo(f"{reproduction.name} — {setting}; cells read measured (published), %; ASR counts target-class images")
-    click.echo(tabulate(paper_shape(measured, reproduction), headers="keys", tablefmt="simple", showindex=False))
-    click.echo(tabulate(measured[["attack", "defense", "ca_diff", "asr_diff", "asr_measured"]].round(1),
-                        headers=("attack", "defense", "CA measured - published", "ASR measured - published",
-                                 "ASR excl. target"), tablefmt="simple", showindex=False))
+    paths = reproduction.write(measured, setting, out)
+    click.echo(f"{reproduction.name} — {setting}")
+    click.echo(reproduction.terminal(measured))
     click.echo(f"written: {paths['markdown']}, {paths['csv']}, {paths['figure']}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)

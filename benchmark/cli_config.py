@@ -44,7 +44,7 @@ def config_rows(section: str, preset_name: str) -> list[tuple[str, str, str, str
         config = getattr(preset, section)
         base, overridden, schedule = type(config)(), {}, {}
     else:
-        raise ClipbenchError(f"config show {section}: unknown section; valid: scenario, pretrain, poison, victim, "
+        raise ClipbenchError(f"config show {section}: unknown section; valid: scenario, pretrain, poison, victim, evaluation, "
                              "or an attack or defense name (see 'clipbench list attacks|defenses')")
     if not dataclasses.is_dataclass(config):
         return []
@@ -71,7 +71,7 @@ def config_rows(section: str, preset_name: str) -> list[tuple[str, str, str, str
 @click.argument("section")
 @click.option("--preset", default="tiny", show_default=True, help="the preset whose values are shown")
 def show_config(section: str, preset: str) -> None:
-    """List the --set keys of SECTION (scenario, pretrain, poison, victim, or an attack or defense
+    """List the --set keys of SECTION (scenario, pretrain, poison, victim, evaluation, or an attack or defense
     name) with their type, the value the preset gives them, the config's default and where the
     value comes from.
 

@@ -48,8 +48,10 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     from .cli import _attack_names, _int_list
     from .config import parse_set_options, to_dict
     from .detection import DetectionRun, detection_name, detector_configs, provenance, stored_detection
+    from .detectors.base import check_embedding_model
+    from .errors import ClipbenchError
     from .progress import progress as progress_bar
-    from .registry import DETECTORS
+    from .registry import ATTACKS, DETECTORS
     from .stages import Workspace
 
     check_device(device)
@@ -57,11 +59,19 @@ def detect_command(attacks, detectors, preset, seeds, sets, results_dir, cache_d
     detector_overrides = overrides.pop("detector", {})
     names = DETECTORS.resolve_list(detectors)
     configs = detector_configs(names, detector_overrides)
+    attack_names = _attack_names(attacks, preset)
+    if attacks.strip() == "all":  # targeted poisoning has no trigger for input- or model-level detection
+        attack_names = [a for a in attack_names if ATTACKS.get(a).kind == "backdoor"]
     cells = resolve_cells([CellRequest(preset=preset, attack=attack, defense="none", seed=seed, overrides=overrides)
-                           for attack in _attack_names(attacks, preset) for seed in _int_list(seeds, "--seed")])
+                           for attack in attack_names for seed in _int_list(seeds, "--seed")])
     for cell in cells:
         for name in names:
-            DETECTORS.get(name).check_scenario(configs[name], cell.preset.scenario)
+            detector_cls = DETECTORS.get(name)
+            if cell.attack_cls.kind != "backdoor" and detector_cls.level != "data":
+                raise ClipbenchError(f"detector {name} ({detector_cls.level} level) needs a trigger; {cell.request.attack} "
+                                     f"is {cell.attack_cls.kind} poisoning, which has none (data-level detectors score its pairs)")
+            check_embedding_model(detector_cls, cell.preset.scenario)
+            detector_cls.check_scenario(configs[name], cell.preset.scenario)
     ensure_writable(results_dir, "results directory")
     ws = Workspace(cache_dir or default_cache_dir(), device=device)
     run = DetectionRun(ws)

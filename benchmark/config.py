@@ -87,8 +87,15 @@ def parse_set_options(items: tuple[str, ...] | list[str]) -> dict[str, dict[str,
 
 
 def to_dict(config: Any) -> dict:
-    """A JSON-ready dict of a dataclass config."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    """A JSON-ready dict of a dataclass config.
+
+    Fields a config class lists in ``KEYED_WHEN_SET`` are left out while they hold their default:
+    a setting added to a config keeps every artifact key and result written before it."""
+    data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    for field in dataclasses.fields(config) if getattr(type(config), "KEYED_WHEN_SET", ()) else ():
+        if field.name in type(config).KEYED_WHEN_SET and getattr(config, field.name) == field.default:
+            data.pop(field.name, None)
+    return data
 
 
 def stable_hash(*parts: Any, length: int = 16) -> str:

@@ -52,6 +52,21 @@ def image_logits(
     return [torch.cat(scores).numpy() for scores in out]
 
 
+@torch.no_grad()
+def image_features(clip: ClipModel, pipeline: ImagePipeline, images: ModelImages, batch_size: int = 512,
+                   precision: str = "auto", device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """Frozen ``encode_image`` features ``N x D`` (not normalised) of clean ``images``, in order:
+    what a linear probe is fitted on."""
+    place(clip, device).model.eval()
+    batches = [np.arange(start, min(start + batch_size, len(images))) for start in range(0, len(images), batch_size)]
+    out = []
+    for _, batch in progress(feed(images, batches, device=device), total=len(batches), desc="probe features",
+                             unit="batch", leave=False):
+        with autocast(precision, device):
+            out.append(clip.model.encode_image(pipeline.pixels(batch, device)).float().cpu())
+    return torch.cat(out).numpy()
+
+
 def evaluate_backdoor(
     clip: ClipModel, pipeline: ImagePipeline, evaluation: PairSet, images: ModelImages, classifier: torch.Tensor,
     target: int, trigger: Optional[TriggerFn], precision: str = "auto", device: torch.device = torch.device("cpu"),

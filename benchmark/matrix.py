@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .cells import Cell
+from .config import stable_hash
 from .plan import TRAINING_STAGES, describe_stage, plan_cell
 
 
@@ -70,6 +71,26 @@ def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
             })
             node["cells"].append(cell.name)
     return MatrixPlan(nodes)
+
+
+def check_data(cells: list[Cell], cache_root: Path) -> None:
+    """Check the attacks that read the evaluation split (targeted poisoning) against each cell's
+    scenario data, once per attack config and scenario, before anything runs."""
+    from .config import to_dict
+    from .data.scenario import load_scenario
+
+    seen, scenarios = set(), {}
+    for cell in cells:
+        if not cell.attack_cls.needs_evaluation_images:
+            continue
+        scenario_key = stable_hash(to_dict(cell.preset.scenario))
+        key = (scenario_key, cell.request.attack, stable_hash(to_dict(cell.attack_config)))
+        if key in seen:
+            continue
+        seen.add(key)
+        if scenario_key not in scenarios:
+            scenarios[scenario_key] = load_scenario(cell.preset.scenario, Path(cache_root))
+        cell.attack_cls.check_data(cell.attack_config, scenarios[scenario_key])
 
 
 def check_world(cells: list[Cell], world_size: int) -> None:

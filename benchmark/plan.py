@@ -64,14 +64,18 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
         from .digests import file_sha256
 
         poison = _node("poison", {**poison.parts, "pattern_sha256": file_sha256(Path(pattern_file))})
-    reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}})
+    probe = to_dict(preset.evaluation)  # {} unless the preset or --set asks for more than CA and ASR
+    reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}, **({"evaluation": probe} if probe else {})})
     stages = {"clean": clean, "poison": poison, "reference": reference}
     training_time = cell.defense_cls.stage == "training_time"
+    # what training starts from: the clean model, or (pre-training threat model) the seed's random initialisation
+    start = ({"scratch": {"model": preset.model, "architecture": clean.parts["architecture"]}}
+             if preset.scenario.from_scratch else {"clean": clean.key})
     if not training_time:
         stages["victim"] = _node("victim", {
-            "victim": to_dict(preset.victim), "seed": cell.seed, "parents": {"clean": clean.key, "poison": poison.key},
+            "victim": to_dict(preset.victim), "seed": cell.seed, "parents": {**start, "poison": poison.key},
         })
-    parents = {"clean": clean.key, "poison": poison.key} if training_time else {"victim": stages["victim"].key}
+    parents = {**start, "poison": poison.key} if training_time else {"victim": stages["victim"].key}
     stages["defense"] = _node("defense", {
         "defense": cell.request.defense, "defense_code": method_digest(cell.defense_cls),
         "defense_config": to_dict(cell.defense_config), "seed": cell.seed,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .data.scenario import ScenarioConfig
+from .evaluation_config import EvaluationConfig
 from .registry import PRESETS
 from .train_config import CYCLIP_ADAMW, PoisonConfig, Schedule, TrainConfig
 
@@ -45,6 +46,7 @@ class Preset:
     defense_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     poison_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     excluded_attacks: dict[str, str] = field(default_factory=dict)
+    evaluation: EvaluationConfig = EvaluationConfig()
 
 
 def _register(preset: Preset) -> Preset:
@@ -122,6 +124,43 @@ TINY = _register(
     )
 )
 
+# The pre-training threat model at tiny scale (RoCLIP's and SafeCLIP's setting; README, "The
+# pre-training setting"): the victim and the training-time defenses train the tiny ViT from a random
+# initialisation on the 10,000 victim pairs with the poison in them; the clean model, the baseline,
+# trains the same way on the same pairs without it. The schedule is the victim's schedule of
+# `tiny` (5 epochs, batch 128, lr 5e-4) for all three, post-training defenses keep tiny's
+# post-training schedule, and the linear probe is on (RoCLIP reports it beside zero-shot accuracy).
+# Targeted poisoning: 15 pairs per target (240 of the 10,000), the fewest of those measured that
+# reach 80% success (seed 0: 10 per target 8/16 at CA 78.2%, 15 per target 15/16 at 72.5%, 25 per
+# target 16/16 at 69.6%; BadNet's 300 pairs: ASR 99.99%, CA 79.3%; results/calibration/tiny-pretrain).
+TINY_PRETRAIN_SCHEDULE = TrainConfig(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50)
+TINY_PRETRAIN_POISON = {"targeted": {"count": "240"}}
+TINY_PRETRAIN_EXCLUDED = {
+    name: "not calibrated on the pre-training setting; the RoCLIP paper's comparison uses BadNet and targeted poisoning"
+    for name in ("blended", "sig", "badclip", "wanet", "label_consistent")
+}
+
+TINY_PRETRAIN = _register(
+    Preset(
+        name="tiny-pretrain",
+        description="tiny's data and ViT, every model trained from scratch on the poisoned pairs (RoCLIP's setting, CPU)",
+        model="clipbench-tiny-vit",
+        pretrained=None,
+        scenario=ScenarioConfig(pretrain_size=0, victim_size=10000, defense_size=5000, eval_size=10000, target="bag",
+                                captions="attributes", threat_model="pretrain"),
+        pretrain=TINY_PRETRAIN_SCHEDULE,
+        poison=PoisonConfig(count=300),
+        victim=TINY_PRETRAIN_SCHEDULE,
+        defense_schedules={"post_training": TINY_SCHEDULES["post_training"],
+                           "training_time": Schedule(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50)},
+        attack_overrides=TINY_ATTACKS,
+        defense_overrides=TINY_DEFENSES,
+        poison_overrides=TINY_PRETRAIN_POISON,
+        excluded_attacks=TINY_PRETRAIN_EXCLUDED,
+        evaluation=EvaluationConfig(linear_probe=True),
+    )
+)
+
 _MICRO_SCHEDULE = Schedule(epochs=1, batch_size=32, lr=1e-3, warmup_steps=2)
 
 MICRO = _register(
@@ -183,3 +222,38 @@ PAPER_ABD = _register(
     )
 )
 
+
+
+# RoCLIP's pre-training setting (Yang et al., NeurIPS 2023; README, "The pre-training setting"):
+# ResNet-50 trained from scratch on 1M image-caption pairs sampled from CC3M with the poison in
+# them, by the CyCLIP-derived trainer of its code (24 epochs, batch 512, lr 5e-5, no warm-up,
+# AdamW 0.9/0.999/1e-8, no clipping) for the CLIP baseline (the victim) and the clean reference
+# alike; RoCLIP and SafeCLIP keep their code's schedules (own_schedule: RoCLIP's pool of 21,845
+# captions matched every 2nd epoch). Targeted poisoning: 16 targets x 100 adversarial captions (the
+# code's notebook writes 100 per target); backdoors: 1,500 poisoned pairs, CleanCLIP's pre-training count
+# (clipbench's choice; the 16 px patch as in paper-abd). Zero-shot on ImageNet-1K val with OpenAI's names and
+# templates; no linear probe (it needs class labels, and CC3M has captions only). Post-training defenses get CleanCLIP's
+# recipe, as in paper-abd. The data are the user's (--set scenario.train_data=, eval_data=).
+ROCLIP_CODE_SCHEDULE = TrainConfig(epochs=24, batch_size=512, lr=5e-5, warmup_steps=0, **CYCLIP_ADAMW)
+
+PAPER_ROCLIP = _register(
+    Preset(
+        name="paper-roclip",
+        description="RoCLIP's setting: RN50 from scratch on 1M CC3M pairs with the poison in them, ImageNet-1K val (GPU, user data)",
+        model="RN50",
+        pretrained=None,
+        scenario=ScenarioConfig(dataset="pairs", pretrain_size=0, victim_size=1000000, defense_size=100000,
+                                eval_size=50000, target="banana", classnames="imagenet", templates="openai",
+                                threat_model="pretrain"),
+        pretrain=ROCLIP_CODE_SCHEDULE,
+        poison=PoisonConfig(count=1500),
+        victim=ROCLIP_CODE_SCHEDULE,
+        defense_schedules={
+            "post_training": Schedule(epochs=10, batch_size=64, lr=1e-5, warmup_steps=50),
+            "training_time": Schedule(epochs=24, batch_size=512, lr=5e-5, warmup_steps=0),
+        },
+        own_schedule=("roclip", "safeclip"),
+        poison_overrides={"targeted": {"count": "1600"}},
+        attack_overrides={"badnet": {"patch_size": "16"}},
+    )
+)

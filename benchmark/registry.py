@@ -153,7 +153,7 @@ def _filter_defense(detector: str):
 DEFENSES.add_family("filter-", _filter_defense,
                     lambda: [name for name in DETECTORS.names() if DETECTORS.get(name).level == "data"])
 MODELS: Registry = Registry("model", ("clipbench.model_zoo",))
-REPRODUCTIONS: Registry = Registry("reproduction", ("clipbench.reproduce",))
+REPRODUCTIONS: Registry = Registry("reproduction", ("clipbench.reproduce", "clipbench.reproduce_claims"))
 
 
 def register_attack(name: str):

@@ -18,9 +18,9 @@ from .atomic import write_text
 from .detection_report import is_detection
 from .results import SCHEMA_VERSION
 
-METRICS = ("ca_top1", "asr", "asr_all", "ra")
+METRICS = ("ca_top1", "linear_probe", "asr", "asr_all", "ra")  # a metric no result has gets no table
 REPORT_META = "generated.json"  # the report's build time and version, kept apart from its tables and page
-LABELS = {"ca_top1": "CA", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA"}
+LABELS = {"ca_top1": "CA", "linear_probe": "Linear probe", "asr": "ASR", "asr_all": "ASR (all)", "ra": "RA"}
 
 
 def load_results(folder: Path) -> list[dict]:

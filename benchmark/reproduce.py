@@ -37,7 +37,11 @@ class TableRow:
 
 @dataclass(frozen=True)
 class Reproduction:
-    """A published table: its source, attacks (rows of the paper's table) and defense columns."""
+    """A published table: its source, attacks (rows of the paper's table) and defense columns.
+
+    Every reproduction (:mod:`clipbench.reproduce_claims` too) answers ``requests`` (its cells),
+    ``compare`` (measured beside published), ``terminal`` and ``write``, and names the preset it
+    runs on by default."""
 
     name: str
     source: str
@@ -45,6 +49,27 @@ class Reproduction:
     description: str
     attacks: tuple[str, ...]
     rows: tuple[TableRow, ...]
+    default_preset: str = "tiny"
+
+    def requests(self, preset: str, seeds: Iterable[int], model: str | None, pretrained: str | None,
+                 overrides: dict[str, dict[str, str]]) -> list:
+        return cell_requests(self, preset, seeds, model, pretrained, overrides)
+
+    def compare(self, results: list[dict]) -> pd.DataFrame:
+        return side_by_side(self, results)
+
+    def terminal(self, table: pd.DataFrame) -> str:
+        from tabulate import tabulate
+
+        return "\n".join([
+            "cells read measured (published), %; ASR counts target-class images",
+            tabulate(paper_shape(table, self), headers="keys", tablefmt="simple", showindex=False),
+            tabulate(table[["attack", "defense", "ca_diff", "asr_diff", "asr_measured"]].round(1),
+                     headers=("attack", "defense", "CA measured - published", "ASR measured - published",
+                              "ASR excl. target"), tablefmt="simple", showindex=False)])
+
+    def write(self, table: pd.DataFrame, setting: str, out: Path) -> dict[str, Path]:
+        return write_outputs(table, self, setting, out)
 
 
 def _register(reproduction: Reproduction) -> Reproduction:

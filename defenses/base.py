@@ -45,7 +45,8 @@ class DefenseContext:
     trigger the training loop applies to poisoned rows (a defense must not read it to decide
     anything). ``seed`` is the cell's defense sub-seed. ``extras`` is kept in the result.
     ``origin`` is, for a post-training defense that sets ``needs_origin_model``, the clean model
-    the victim was fine-tuned from (on the paper setting the public pretrained model), frozen.
+    the victim was fine-tuned from (on the paper setting the public pretrained model), frozen; such
+    a defense is refused under the pre-training threat model, where the victim has no such model.
     """
 
     model: "ClipModel"

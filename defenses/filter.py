@@ -51,7 +51,10 @@ class FilterThenTrain(FineTuneDefense):
 
     @classmethod
     def check_scenario(cls, config, scenario) -> None:
+        from clipbench.detectors.base import check_embedding_model
+
         super().check_scenario(config, scenario)
+        check_embedding_model(cls.detector_cls, scenario)
         cls.detector_cls.check_scenario(cls.detector_cls.default_config(), scenario)
 
     def run(self, context):

@@ -84,6 +84,17 @@ class ModelUnderTest:
     device: Any = None
 
 
+def check_embedding_model(detector_cls: Any, scenario: Any) -> None:
+    """A detector that embeds with the clean model has none to use under the pre-training threat
+    model: the clean reference there is trained on the very pairs being scored, without their
+    poison, which no defender holds. One clear error, before anything runs."""
+    from clipbench.config import require
+
+    require(not (getattr(scenario, "from_scratch", False) and getattr(detector_cls, "embedding_model", "") == "clean"),
+            f"detector {detector_cls.registry_name or detector_cls.__name__} embeds with a clean model, which "
+            "scenario.threat_model=pretrain has none of (every model there is trained from scratch on the poisoned pairs)")
+
+
 class Detector(Method):
     """Base class of detectors: ``Config`` (a dataclass), ``level`` and ``score``."""
 

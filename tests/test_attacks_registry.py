@@ -257,3 +257,28 @@ def test_targeted_success_is_measured_on_the_targets_and_ca_without_them(name, m
     assert metrics["asr"].successes == 5 and metrics["asr"].total == len(targets)
     assert metrics["ra"].successes == len(targets) - 5
     assert metrics["ca_top1"].total == len(labels) - len(targets) and metrics["ca_top1"].value == 1.0
+
+
+def test_targets_of_a_chosen_class_are_poisoned_towards_a_chosen_class(micro_clip):
+    import dataclasses
+
+    from clipbench.attacks.targeted import TargetedPoisoning, eligible_targets
+    from clipbench.errors import ClipbenchError
+
+    classnames = tuple(f"c{i}" for i in range(10))
+    labels = np.arange(40) % 10
+    config = dataclasses.replace(TargetedPoisoning.default_config(), targets=4, target_class="c3", adversarial_class="c7")
+    attack = TargetedPoisoning(config, 5, SIZE)
+    pairs = small_pairs()
+    attack.prepare(None, AttackContext(pairs=pairs, images=torch.as_tensor(pairs.images), pipeline=ImagePipeline.from_model(micro_clip.model),
+                                       target_index=8, target_name="bag", device=torch.device("cpu"), classnames=classnames,
+                                       evaluation_images=batch(seed=5, n=40), evaluation_labels=labels))
+    assert (labels[attack.state["target_rows"].numpy()] == 3).all() and (attack.state["adversarial"].numpy() == 7).all()
+    assert np.array_equal(eligible_targets(dataclasses.replace(config, target_class=""), labels, classnames),
+                          np.flatnonzero(labels != 7))
+    with pytest.raises(ClipbenchError, match=r"attack.targets \(5\) is more than the 4 evaluation images of class 'c3'"):
+        eligible_targets(dataclasses.replace(config, targets=5), labels, classnames)
+    with pytest.raises(ClipbenchError, match="attack.adversarial_class 'c12' is not a class of this scenario"):
+        eligible_targets(dataclasses.replace(config, adversarial_class="c12"), labels, classnames)
+    with pytest.raises(ClipbenchError, match="a target image must be poisoned towards a class other than its own"):
+        dataclasses.replace(config, adversarial_class="c3").validate()

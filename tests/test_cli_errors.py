@@ -7,7 +7,7 @@ import pytest
 CASES = {
     "unknown attack": (["--attack", "badnte"], "unknown attack 'badnte'; valid: badclip, badnet,"),
     "unknown defense": (["--defense", "none,finetun"], "unknown defense 'finetun'"),
-    "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, paper-abd, tiny."),
+    "unknown preset": (["--preset", "mikro"], "unknown preset 'mikro'; valid: micro, paper-abd,"),
     "unknown model": (["--model", "nosuch-model"], "unknown model 'nosuch-model'"),
     "unknown section": (["--set", "nosuch.key=1"], "unknown section"),
     "ill-typed value": (["--set", "victim.epochs=abc"], "victim.epochs: expected int, got 'abc'"),
@@ -48,6 +48,17 @@ CASES = {
     "non-finite value": (["--set", "victim.lr=inf"], "victim.lr: expected a finite number"),
     "unknown dataset": (["--set", "scenario.dataset=cifar"], "scenario.dataset 'cifar' is unknown"),
     "unknown target class": (["--set", "scenario.target=banana"], "scenario.target 'banana' is not a class of the scenario"),
+    "more targets than evaluation images": (["--attack", "targeted", "--set", "attack.targets=500"],
+                                            "attack.targets (500) is more than the 200 evaluation images"),
+    "more targets than images of other classes": (["--attack", "targeted", "--set", "attack.adversarial_class=bag",
+                                                   "--set", "attack.targets=190"],
+                                                  "attack.targets (190) is more than the 179 evaluation images not of the adversarial class 'bag'"),
+    "adversarial class equal to the targets' class": (["--attack", "targeted", "--set", "attack.target_class=bag",
+                                                       "--set", "attack.adversarial_class=bag"],
+                                                      "attack.adversarial_class equals attack.target_class ('bag')"),
+    "pre-training scenario with zero pre-training pairs": (["--set", "scenario.threat_model=pretrain", "--set", "scenario.pretrain_size=0",
+                                                            "--set", "scenario.victim_size=0", "--set", "poison.count=0"],
+                                                           "scenario.victim_size is the pre-training data under threat_model=pretrain"),
 }
 
 

@@ -149,3 +149,27 @@ def test_shards_without_images_are_refused(cli_subprocess, fixtures, tmp_path):
                            "--results-dir", tmp_path / "r"])
     assert done.returncode == 2, done.stderr
     assert_one_error_line(done.stderr, "no images")
+
+
+def test_reproduce_roclip_on_the_paper_roclip_path_from_scratch(cli_runner, fixtures, tmp_path):
+    sets = {
+        "scenario.train_data": fixtures["shards"], "scenario.eval_data": fixtures["val"], "scenario.classnames": "source",
+        "scenario.templates": "simple", "scenario.target": "red", "scenario.victim_size": 32,
+        "scenario.defense_size": 8, "scenario.eval_size": 18, "poison.count": 4, "targeted.targets": 2,
+        "pretrain.epochs": 1, "pretrain.batch_size": 8, "victim.epochs": 1, "victim.batch_size": 8,
+        "roclip.epochs": 2, "roclip.batch_size": 8, "roclip.pool_size": 16,
+        "safeclip.epochs": 3, "safeclip.batch_size": 8, "safeclip.unimodal_epochs": 1, "safeclip.clip_warmup_epochs": 1,
+        "safeclip.bank_size": 8,
+    }
+    args = ["reproduce", "roclip", "--preset", "paper-roclip", "--model", "clipbench-micro-vit",
+            "--cache-dir", tmp_path / "cache", "--results-dir", tmp_path / "r", "--out", tmp_path / "t"]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    done = cli_runner(args)
+    assert done.exit_code == 0, done.output
+    results = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("*.json")]
+    assert len(results) == 6 and all(r["status"] == "ok" for r in results)
+    assert {r["config"]["scenario"]["threat_model"] for r in results} == {"pretrain"}
+    targeted = [r for r in results if r["cell"]["attack"] == "targeted"]
+    assert all(r["metrics"]["asr"]["total"] == 2 and r["metrics"]["ca_top1"]["total"] == 16 for r in targeted)
+    assert "(93.8)" in done.output and (tmp_path / "t" / "table.md").exists()

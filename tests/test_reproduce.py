@@ -65,3 +65,44 @@ def test_paper_abd_preset_needs_its_data(cli_subprocess, tmp_path):
     done = cli_subprocess(["run", "--preset", "paper-abd", "--set", f"scenario.train_data={tmp_path / 'nope.csv'}",
                            "--set", f"scenario.eval_data={tmp_path}", "--dry-run"])
     assert done.returncode == 2 and "nope.csv does not exist" in done.stderr
+
+
+def _result(attack: str, defense: str, asr: float, ca: float, probe: float, status: str = "ok") -> dict:
+    metric = lambda v: {"value": v}  # noqa: E731
+    return {"cell": {"attack": attack, "defense": defense}, "status": status,
+            "metrics": {"asr": metric(asr), "ca_top1": metric(ca), "linear_probe": metric(probe)}}
+
+
+def test_roclip_claims_are_read_from_their_csv_beside_the_measured_means():
+    from clipbench.reproduce_claims import published_claims
+
+    roclip = REPRODUCTIONS.get("roclip")
+    claims = published_claims()
+    assert claims["source"].str.contains("arXiv").all() and set(claims["where"]) == {"abstract"}
+    results = [_result("targeted", "none", 0.875, 0.80, 0.70), _result("targeted", "none", 1.0, 0.82, 0.72),
+               _result("badnet", "none", 0.99, 0.84, 0.74), _result("targeted", "roclip", 0.25, 0.78, 0.80),
+               _result("badnet", "roclip", 0.05, 0.76, 0.78), _result("badnet", "safeclip", 0.0, 0.0, 0.0, "failed")]
+    table = roclip.compare(results)
+    none, ro, safe = (table.iloc[i] for i in range(3))
+    assert none["targeted_success"] == pytest.approx(93.75) and none["targeted_success_std"] == pytest.approx(8.8388, abs=1e-3)
+    assert none["ca"] == pytest.approx(82.0) and none["linear_probe"] == pytest.approx(72.0)
+    assert ro["linear_probe_vs_no_defense"] == pytest.approx(79.0 - 72.0) and ro["ca_vs_no_defense"] == pytest.approx(77.0 - 82.0)
+    claimed = lambda metric, defense: float(claims[(claims["metric"] == metric) & (claims["defense"] == defense)]["value"].iloc[0])  # noqa: E731
+    assert ro["targeted_success_claimed"] == claimed("targeted_success", "roclip")
+    assert ro["backdoor_asr_claimed"] == claimed("backdoor_asr", "roclip")
+    assert ro["linear_probe_gain_claimed"] == claimed("linear_probe_gain", "roclip")
+    assert safe["cells"] == 0 and safe["failed"] == 1 and safe["targeted_success_claimed"] == claimed("targeted_success", "safeclip")
+    shape = roclip.paper_shape(table)
+    assert shape.iloc[1]["targeted success %"] == f"25.0 ({claimed('targeted_success', 'roclip'):.1f})"
+
+
+def test_reproduce_roclip_on_micro_from_scratch_prints_and_writes_the_claims_table(cli_runner, fresh_cache_dir, tmp_path):
+    done = cli_runner(["reproduce", "roclip", "--preset", "micro", "--set", "scenario.threat_model=pretrain",
+                       "--set", "scenario.pretrain_size=0", "--set", "evaluation.linear_probe=true",
+                       "--cache-dir", fresh_cache_dir, "--results-dir", tmp_path / "r", "--out", tmp_path / "t"])
+    assert done.exit_code == 0, done.output
+    table = pd.read_csv(tmp_path / "t" / "table.csv")
+    assert list(table["defense"]) == ["CLIP (none)", "roclip", "safeclip"] and (table["cells"] == 2).all()
+    assert table["linear_probe"].between(0, 100).all() and table["targeted_success"].between(0, 100).all()
+    assert "targeted success %" in done.output and "(93.8)" in done.output
+    assert "## The claims" in (tmp_path / "t" / "table.md").read_text()

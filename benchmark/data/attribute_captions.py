@@ -55,7 +55,7 @@ def measurements(images: np.ndarray) -> np.ndarray:
     dx = np.abs(np.diff(pixels, axis=2)) * (item[:, :, 1:] & item[:, :, :-1])
     dy = np.abs(np.diff(pixels, axis=1)) * (item[:, 1:, :] & item[:, :-1, :])
     texture = (dx.sum(axis=(1, 2)) + dy.sum(axis=(1, 2))) / safe
-    return np.stack([tone, area / item[0].size, texture], axis=1)
+    return np.stack([tone, area / (images.shape[1] * images.shape[2]), texture], axis=1)
 
 
 @dataclass(frozen=True)

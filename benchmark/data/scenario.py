@@ -16,6 +16,7 @@ DATASETS = ("fashion-mnist", "pairs")
 #: Settings of real-scale data that a Fashion-MNIST scenario does not read (and must not carry in its cache key).
 PAIRS_ONLY = ("train_data", "defense_data", "eval_data", "image_key", "caption_key", "classnames", "templates", "max_skipped")
 CAPTION_STYLES = ("templates", "attributes")  # Fashion-MNIST captions (clipbench.data.attribute_captions)
+THREAT_MODELS = ("finetune", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,17 @@ class ScenarioConfig:
 
     Splits and captions come from ``split_seed`` and are shared by every run seed, so one clean
     model serves every cell.
+
+    ``threat_model`` says where the poisoned pairs sit. ``finetune`` (the ABD and CleanCLIP
+    setting): a clean model, pretrained on the pretraining split (or fetched), is fine-tuned on the
+    poisoned victim split. ``pretrain`` (the RoCLIP and SafeCLIP setting): the victim split *is*
+    the pre-training data; the victim and every training-time defense train from a random
+    initialisation on it (the same initialisation per seed), and the clean model, the baseline
+    the cells are read against, is trained from scratch on the same split without the poison.
+    It has no separate pretraining split (``pretrain_size`` 0).
     """
+
+    KEYED_WHEN_SET = ("threat_model",)
 
     dataset: str = "fashion-mnist"
     pretrain_size: int = 40000
@@ -53,9 +64,22 @@ class ScenarioConfig:
     templates: str = "openai"
     max_skipped: float = 0.01  # a fraction of the listed rows, or a count when >= 1
     captions: str = "templates"  # fashion-mnist: class templates, or "attributes" read off the pixels
+    threat_model: str = "finetune"  # or "pretrain": the victim split is the pre-training data
+
+    @property
+    def from_scratch(self) -> bool:
+        """Whether the victim and training-time defenses train from a random initialisation."""
+        return self.threat_model == "pretrain"
 
     def validate(self) -> None:
         require(self.dataset in DATASETS, f"scenario.dataset {self.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
+        require(self.threat_model in THREAT_MODELS,
+                f"scenario.threat_model {self.threat_model!r} is unknown; valid: {', '.join(THREAT_MODELS)}")
+        if self.from_scratch:
+            require(self.victim_size > 0, "scenario.victim_size is the pre-training data under threat_model=pretrain "
+                                          f"and must be > 0, got {self.victim_size}")
+            require(self.pretrain_size == 0, f"scenario.pretrain_size must be 0 under threat_model=pretrain (every "
+                                             f"model trains from scratch on the victim split), got {self.pretrain_size}")
         require(self.split_seed >= 0, f"scenario.split_seed must be >= 0, got {self.split_seed}")
         for name in ("pretrain_size", "victim_size", "defense_size", "eval_size"):
             require(getattr(self, name) >= 0, f"scenario.{name} must be >= 0, got {getattr(self, name)}")
@@ -115,7 +139,8 @@ def load_scenario(config: ScenarioConfig, cache_dir: Path) -> ScenarioData:
     sets = []
     for split_rows_ in rows:
         labels = np.asarray(train_labels[split_rows_], dtype=np.int64)
-        images = np.asarray(train_images[split_rows_], dtype=np.uint8)
+        images = (np.asarray(train_images[split_rows_], dtype=np.uint8) if len(split_rows_)
+                  else np.zeros((0, *np.shape(train_images[0])), dtype=np.uint8))  # an empty split keeps the image shape
         sets.append(PairSet(images=images, labels=labels, captions=caption(images, labels), ids=split_rows_.astype(np.int64)))
     eval_rows = np.sort(np.random.default_rng(config.split_seed + 2).permutation(len(test["label"]))[: config.eval_size])
     eval_labels = np.asarray(test["label"][eval_rows], dtype=np.int64)

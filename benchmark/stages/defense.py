@@ -1,7 +1,8 @@
 """Stage ``defense``: the defended model.
 
 Input: for a post-training defense, the victim and the scenario's clean defense split; for a
-training-time defense, the clean model and the poisoned victim split (it replaces the victim's
+training-time defense, the clean model (the seed's random initialisation under the pre-training threat
+model) and the poisoned victim split (it replaces the victim's
 training). The defense config and the defense sub-seed. Output: a checkpoint, or
 ``same_as.json`` when the defense returns its input model unchanged (``none``).
 """
@@ -23,7 +24,8 @@ SAME_AS_FILE = "same_as.json"
 
 
 def defense(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord, victim: Optional[StageRecord]) -> StageRecord:
-    """Run the cell's defense; a training-time defense starts from the clean model and poisoned data."""
+    """Run the cell's defense; a training-time defense starts from the clean model (pre-training
+    threat model: the victim's random initialisation) and the poisoned data."""
     from clipbench.defenses.base import DefenseContext
 
     from ..training import TrainingData
@@ -33,7 +35,9 @@ def defense(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord, 
     assert source is not None, "a post-training defense needs the victim stage"
 
     def build(folder: Path) -> dict:
-        clip = place(load_checkpoint(source.path), ws.device)
+        from .clean import starting_model
+
+        clip = place(starting_model(cell, clean) if training_time else load_checkpoint(source.path), ws.device)
         pipeline = ImagePipeline.from_model(clip.model)
         if training_time:
             data = poisoned_training_data(ws, cell, poison, pipeline)
@@ -46,7 +50,9 @@ def defense(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord, 
         context = DefenseContext(model=clip, pipeline=pipeline, data=data, seed=seeding.sub_seed(cell.seed, "defense"),
                                  device=ws.device, cache_dir=str(ws.store.root), origin=origin)
         defended = cell.defense_cls(cell.defense_config).run(context)
-        if defended is None:
+        if defended is None and training_time and cell.preset.scenario.from_scratch:  # its start is no stage
+            save_checkpoint(clip, folder, {"stage": "defense", "defense": cell.request.defense})
+        elif defended is None:
             (folder / SAME_AS_FILE).write_text(json.dumps({"stage": source.stage, "key": source.key}))
         else:
             save_checkpoint(defended, folder, {"stage": "defense", "defense": cell.request.defense})

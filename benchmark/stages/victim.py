@@ -1,6 +1,7 @@
-"""Stage ``victim``: the clean model fine-tuned on the victim split with the poisoned rows in it.
+"""Stage ``victim``: the clean model fine-tuned on the victim split with the poisoned rows in it, or
+under the pre-training threat model a model trained from scratch on it.
 
-Input: the clean model, the poison artifact, the preset's victim schedule and the victim-shuffle
+Input: the clean model (or the seed's random initialisation), the poison artifact, the preset's victim schedule and the victim-shuffle
 sub-seed. Output: a checkpoint. One victim serves every post-training defense of its attack.
 """
 
@@ -11,17 +12,18 @@ from pathlib import Path
 from .. import seeding
 from ..cells import Cell
 from ..image_pipeline import ImagePipeline
-from ..models import load_checkpoint, save_checkpoint
+from ..models import save_checkpoint
+from .clean import starting_model
 from .poison import poisoned_training_data
 from .workspace import StageRecord, Workspace
 
 
 def victim(ws: Workspace, cell: Cell, clean: StageRecord, poison: StageRecord) -> StageRecord:
-    """Fine-tune the clean model on the victim split with the poisoned rows in it."""
+    """Train the clean model (or a random initialisation) on the victim split with the poisoned rows in it."""
     def build(folder: Path) -> dict:
         from ..training import train_contrastive
 
-        clip = load_checkpoint(clean.path)
+        clip = starting_model(cell, clean)
         pipeline = ImagePipeline.from_model(clip.model)
         data = poisoned_training_data(ws, cell, poison, pipeline)
         config = cell.preset.victim.train_config(seeding.sub_seed(cell.seed, "victim_shuffle"))

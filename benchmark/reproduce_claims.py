@@ -1,0 +1,184 @@
+"""Reproduce a paper's headline claims rather than a results table: RoCLIP's (and SafeCLIP's)
+pre-training comparison, CLIP vs the defense under targeted data poisoning and a backdoor.
+
+The claims are data (``published/roclip_claims.csv``: each row its source, where it is stated, the
+metric, the defense and the value; a claim without a number has an empty value). The measured
+side comes from the cells of ``attacks x rows x seeds``: targeted-poisoning success on the
+targeted cells, backdoor ASR (target class excluded, clipbench's primary ASR; the papers count a
+triggered image as a success when it is classified as the target) on the backdoor cells, and
+zero-shot CA and linear-probe accuracy averaged over all cells of a row; the differences to the
+no-defense row are what the claims of "+10% linear probe" and "similar zero-shot" are read against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_file, write_text
+from .registry import REPRODUCTIONS
+from .reproduce import TableRow, _fmt, cell_requests
+
+CLAIMS_CSV = Path(__file__).parent / "published" / "roclip_claims.csv"
+ROCLIP = "RoCLIP (arXiv 2303.06854v2)"
+SAFECLIP = "SafeCLIP (arXiv 2310.05862v2)"
+
+
+@dataclass(frozen=True)
+class ClaimsReproduction:
+    """Claims of ``sources`` measured on ``attacks`` (``targeted`` and one backdoor) x ``rows``.
+
+    ``claim_source`` maps a row's defense to the paper whose claims it is read against (the
+    no-defense row: the first source)."""
+
+    name: str
+    source: str
+    table: str
+    description: str
+    attacks: tuple[str, ...]
+    rows: tuple[TableRow, ...]
+    claim_source: dict[str, str]
+    default_preset: str
+    backdoor: str
+
+    def requests(self, preset: str, seeds, model, pretrained, overrides) -> list:
+        return cell_requests(self, preset, seeds, model, pretrained, overrides)
+
+    def compare(self, results: list[dict], claims: pd.DataFrame | None = None) -> pd.DataFrame:
+        """One row per defense: measured means (and standard deviations over seeds) beside the claims."""
+        claims = published_claims() if claims is None else claims
+        rows = []
+        for row in self.rows:
+            mine = [r for r in results if r["cell"]["defense"] == row.defense and r["status"] == "ok"]
+            targeted = [100 * r["metrics"]["asr"]["value"] for r in mine if r["cell"]["attack"] == "targeted"]
+            backdoor = [100 * r["metrics"]["asr"]["value"] for r in mine if r["cell"]["attack"] == self.backdoor]
+            ca = [100 * r["metrics"]["ca_top1"]["value"] for r in mine]
+            probe = [100 * r["metrics"]["linear_probe"]["value"] for r in mine if "linear_probe" in r["metrics"]]
+            source = self.claim_source.get(row.defense, self.source)
+            rows.append({
+                "defense": row.label, "cells": len(mine),
+                "failed": sum(1 for r in results if r["cell"]["defense"] == row.defense and r["status"] != "ok"),
+                "targeted_success": _mean(targeted), "targeted_success_std": _std(targeted),
+                "targeted_success_claimed": _claim(claims, "targeted_success", row.defense),
+                "backdoor_asr": _mean(backdoor), "backdoor_asr_std": _std(backdoor),
+                "backdoor_asr_claimed": _claim(claims, "backdoor_asr", row.defense),
+                "ca": _mean(ca), "ca_std": _std(ca), "linear_probe": _mean(probe), "linear_probe_std": _std(probe),
+                "linear_probe_gain_claimed": _claim(claims, "linear_probe_gain", row.defense, source),
+                "claims_from": source,
+            })
+        table = pd.DataFrame(rows)
+        base = table.iloc[0]
+        table["ca_vs_no_defense"] = table["ca"] - base["ca"]
+        table["linear_probe_vs_no_defense"] = table["linear_probe"] - base["linear_probe"]
+        return table
+
+    def paper_shape(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``measured (claimed)`` per metric, one row per defense."""
+        def cell(value, claimed):
+            return f"{_fmt(value)} ({_fmt(claimed)})"
+
+        return pd.DataFrame([{
+            "defense": r["defense"],
+            "targeted success %": cell(r["targeted_success"], r["targeted_success_claimed"]),
+            f"{self.backdoor} ASR %": cell(r["backdoor_asr"], r["backdoor_asr_claimed"]),
+            "CA %": _fmt(r["ca"]), "CA vs none": _signed(r["ca_vs_no_defense"], i),
+            "linear probe %": _fmt(r["linear_probe"]),
+            "linear probe vs none": f"{_signed(r['linear_probe_vs_no_defense'], i)} ({_signed(r['linear_probe_gain_claimed'], 1)})",
+        } for i, (_, r) in enumerate(table.iterrows())])
+
+    def terminal(self, table: pd.DataFrame) -> str:
+        from tabulate import tabulate
+
+        return tabulate(self.paper_shape(table), headers="keys", tablefmt="simple", showindex=False)
+
+    def write(self, table: pd.DataFrame, setting: str, out: Path) -> dict[str, Path]:
+        """Markdown (claims layout, long form, the claims' sources), CSV and a figure."""
+        from tabulate import tabulate
+
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"markdown": out / "table.md", "csv": out / "table.csv", "figure": out / "figure.png"}
+        claims = published_claims()
+        long_view = table.copy()
+        numeric = long_view.select_dtypes("number").columns.difference(["cells", "failed"])
+        long_view[numeric] = long_view[numeric].map(_fmt)
+        text = "\n\n".join([
+            f"# {self.name}: {self.description}",
+            f"Measured: {setting}. Claimed: the abstracts of {ROCLIP} and {SAFECLIP} (CC3M, from scratch). Cells read "
+            "`measured (claimed)`, in %; a claim the papers state without a number is `—`. Targeted success: the "
+            "share of target images classified as their adversarial class; backdoor ASR excludes target-class "
+            "images; CA and linear probe are the means over every cell of the row (both attacks, all seeds); "
+            "`vs none` is the difference to the row without a defense, in points.",
+            tabulate(self.paper_shape(table), headers="keys", tablefmt="github", showindex=False),
+            "## Long form",
+            tabulate(long_view, headers="keys", tablefmt="github", showindex=False),
+            "## The claims",
+            tabulate(claims.astype(object).where(claims.notna(), ""), headers="keys", tablefmt="github", showindex=False),
+        ]) + "\n"
+        write_text(paths["markdown"], text)
+        write_text(paths["csv"], table.to_csv(index=False))
+        self._figure(table, paths["figure"])
+        return paths
+
+    def _figure(self, table: pd.DataFrame, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
+        x = np.arange(len(table))
+        for ax, (metric, title) in zip(axes, (("targeted_success", "targeted poisoning success"),
+                                              ("backdoor_asr", f"{self.backdoor} ASR"))):
+            ax.bar(x - 0.2, table[metric], 0.4, yerr=table[f"{metric}_std"].fillna(0), label="measured", color="#d62728")
+            ax.bar(x + 0.2, table[f"{metric}_claimed"], 0.4, label="claimed", color="#7f7f7f")
+            ax.set_xticks(x, table["defense"])
+            ax.set_title(title, fontsize=9)
+            ax.set_ylim(0, 105)
+        axes[0].set_ylabel("%")
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{self.name}: measured vs claimed", fontsize=10)
+        fig.tight_layout()
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120)
+        plt.close(fig)
+
+
+def published_claims(path: Path = CLAIMS_CSV) -> pd.DataFrame:
+    """The papers' stated numbers (source, where stated, metric, defense, value, note)."""
+    return pd.read_csv(path)
+
+
+def _claim(claims: pd.DataFrame, metric: str, defense: str, source: str | None = None) -> float:
+    hit = claims[(claims["metric"] == metric) & (claims["defense"] == defense)]
+    if source is not None:
+        hit = hit[hit["source"] == source]
+    values = hit["value"].dropna()
+    return float(values.iloc[0]) if len(values) else np.nan
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else np.nan
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+
+
+def _signed(value: float, index: int) -> str:
+    if index == 0 or value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    return f"{value:+.1f}"
+
+
+REPRODUCTIONS.register("roclip")(ClaimsReproduction(
+    "roclip", ROCLIP, "abstract",
+    "CLIP vs RoCLIP and SafeCLIP pre-trained from scratch on poisoned data: targeted poisoning, a BadNet backdoor, "
+    "zero-shot and linear-probe accuracy",
+    ("targeted", "badnet"),
+    (TableRow("CLIP (none)", "none"), TableRow("roclip", "roclip"), TableRow("safeclip", "safeclip")),
+    {"none": ROCLIP, "roclip": ROCLIP, "safeclip": SAFECLIP},
+    "tiny-pretrain", "badnet",
+))
