@@ -66,7 +66,8 @@ def test_each_shipped_model_is_intact_and_belongs_to_a_preset(model):
     assert file_sha256(model.weights) == model.file_sha256
     from clipbench.registry import PRESETS
 
-    cells = [_cell(name) for name in PRESETS.names() if PRESETS.get(name).pretrained is None]
+    cells = [_cell(name) for name in PRESETS.names()  # presets on user data (paper-roclip) need it to resolve
+             if PRESETS.get(name).pretrained is None and PRESETS.get(name).scenario.dataset != "pairs"]
     keys = {plan_cell(cell)["clean"].key for cell in cells}
     assert model.clean_key in keys, f"{model.name} matches no preset's clean model: its preset changed"
 
