@@ -71,7 +71,8 @@ def detection_table(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         return pd.DataFrame()
     stats = subset.groupby(["attack", "detector"])["value"].agg(["mean", "std", "count"]).reset_index()
     stats["cell"] = [format_cell(m, s, int(c)) for m, s, c in zip(stats["mean"], stats["std"], stats["count"])]
-    return stats.pivot(index="attack", columns="detector", values="cell").rename_axis(index="attack", columns="detector")
+    table = stats.pivot(index="attack", columns="detector", values="cell").fillna("-")  # a detector not run on an attack
+    return table.rename_axis(index="attack", columns="detector")
 
 
 def roc_figure(detections: list[dict], out: Path) -> Path:

@@ -12,7 +12,7 @@ no-defense row are what the claims of "+10% linear probe" and "similar zero-shot
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 
 from .atomic import atomic_file, write_text
 from .registry import REPRODUCTIONS
-from .reproduce import TableRow, _fmt, cell_requests
+from .reproduce import Reproduction, TableRow, _fmt, _mean, _std
 
 CLAIMS_CSV = Path(__file__).parent / "published" / "roclip_claims.csv"
 ROCLIP = "RoCLIP (arXiv 2303.06854v2)"
@@ -28,24 +28,13 @@ SAFECLIP = "SafeCLIP (arXiv 2310.05862v2)"
 
 
 @dataclass(frozen=True)
-class ClaimsReproduction:
-    """Claims of ``sources`` measured on ``attacks`` (``targeted`` and one backdoor) x ``rows``.
+class ClaimsReproduction(Reproduction):
+    """Claims of ``source`` (and its sibling papers) measured on ``attacks`` (``targeted`` and the
+    backdoor ``backdoor``) x ``rows``; ``claim_source`` maps a row's defense to the paper whose
+    claims it is read against (default: ``source``)."""
 
-    ``claim_source`` maps a row's defense to the paper whose claims it is read against (the
-    no-defense row: the first source)."""
-
-    name: str
-    source: str
-    table: str
-    description: str
-    attacks: tuple[str, ...]
-    rows: tuple[TableRow, ...]
-    claim_source: dict[str, str]
-    default_preset: str
-    backdoor: str
-
-    def requests(self, preset: str, seeds, model, pretrained, overrides) -> list:
-        return cell_requests(self, preset, seeds, model, pretrained, overrides)
+    claim_source: dict[str, str] = field(default_factory=dict)
+    backdoor: str = "badnet"
 
     def compare(self, results: list[dict], claims: pd.DataFrame | None = None) -> pd.DataFrame:
         """One row per defense: measured means (and standard deviations over seeds) beside the claims."""
@@ -159,14 +148,6 @@ def _claim(claims: pd.DataFrame, metric: str, defense: str, source: str | None =
     return float(values.iloc[0]) if len(values) else np.nan
 
 
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else np.nan
-
-
-def _std(values: list[float]) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
-
-
 def _signed(value: float, index: int) -> str:
     if index == 0 or value is None or (isinstance(value, float) and np.isnan(value)):
         return "—"
@@ -179,6 +160,6 @@ REPRODUCTIONS.register("roclip")(ClaimsReproduction(
     "zero-shot and linear-probe accuracy",
     ("targeted", "badnet"),
     (TableRow("CLIP (none)", "none"), TableRow("roclip", "roclip"), TableRow("safeclip", "safeclip")),
-    {"none": ROCLIP, "roclip": ROCLIP, "safeclip": SAFECLIP},
-    "tiny-pretrain", "badnet",
+    default_preset="tiny-pretrain", claim_source={"none": ROCLIP, "roclip": ROCLIP, "safeclip": SAFECLIP},
+    backdoor="badnet",
 ))

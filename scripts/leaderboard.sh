@@ -2,8 +2,8 @@
 # Regenerate the committed results of the tiny preset into results/tiny (cached stages are reused,
 # finished cells and detection results are skipped): every attack x every defense x seeds 0,1,2;
 # fine-tuning and CleanCLIP over the learning rate on BadNet and Blended (the budget curves); the
-# filter-then-train compositions of two detectors; every detector (DECREE on seed 0), and the
-# data-level ones again at 30 poisoned pairs. Then the tables, figures and page into
+# filter-then-train compositions of two detectors; every detector, and the data-level ones again at
+# 30 poisoned pairs. Then the tables, figures and page into
 # results/tiny/report, the ABD tables and RoCLIP's comparison (tiny-pretrain, seeds 0-2) into
 # results/reproduce, and the trigger galleries into results/gallery. Extra arguments go to `clipbench run` (e.g. --workers 2).
 set -euo pipefail
@@ -16,8 +16,7 @@ $cb run --preset tiny --attack badnet,blended --defense finetune,cleanclip --swe
 $cb run --preset tiny --attack blended --defense cleanclip --set cleanclip.augmentation=autoaugment \
     --sweep defense.lr=1e-4,5e-4 --results-dir results/tiny "$@"
 $cb run --preset tiny --attack all --defense filter-similarity,filter-kdistance --seeds 0,1,2 --results-dir results/tiny "$@"
-$cb detect --preset tiny --attack all --detector kdistance,slof,dao,similarity,strip --seeds 0,1,2 --results-dir results/tiny
-$cb detect --preset tiny --attack all --detector decree --seeds 0 --results-dir results/tiny
+$cb detect --preset tiny --attack all --detector all --seeds 0,1,2 --results-dir results/tiny
 # the data-level detectors where poisoned pairs are rarer than a detector's k per reference batch
 $cb run --preset tiny --attack all --defense none --set poison.count=30 --results-dir results/tiny-sparse-poison "$@"
 $cb detect --preset tiny --attack all --detector kdistance,slof,dao,similarity --set poison.count=30 \

@@ -140,3 +140,16 @@ def test_a_filter_defense_drops_its_share_of_pairs(cache_dir, tmp_path):
     scored = result["filter"]
     assert scored["dropped"] == 64 and scored["poisoned"] == 16 and 0 <= scored["poisoned_dropped"] <= 16
     assert scored["recall"] == scored["poisoned_dropped"] / 16 and scored["precision"] == scored["poisoned_dropped"] / 64
+
+
+def test_a_detector_not_run_on_an_attack_is_a_dash_in_the_detection_table():
+    import pandas as pd
+
+    from clipbench.detection_report import detection_table
+
+    frame = pd.DataFrame([{"attack": "badnet", "detector": "kdistance", "seed": s, "metric": "auroc", "value": v}
+                          for s, v in ((0, 0.6), (1, 0.8))] +
+                         [{"attack": "sig", "detector": "strip", "seed": 0, "metric": "auroc", "value": 0.5}])
+    table = detection_table(frame, "auroc")
+    assert table.loc["badnet", "kdistance"].startswith("70.0 ± 14.1 (n=2)")
+    assert table.loc["badnet", "strip"] == "-" and table.loc["sig", "kdistance"] == "-"
