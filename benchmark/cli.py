@@ -189,11 +189,14 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
     overrides = parse_set_options(sets)
     sweep = parse_sweep(sweep_text) if sweep_text else None
     attack_names = _attack_names(attacks, preset)
+    defense_names = DEFENSES.resolve_list(defenses)
+    if defenses.strip() == "all":
+        defense_names = _defenses_of_threat_model(defense_names, preset, attack_names[0], model, pretrained, overrides)
     requests = [
         CellRequest(preset=preset, attack=a, defense=d, seed=s, model=model, pretrained=pretrained, overrides=overrides)
         for s in _int_list(seeds, "--seed")
         for a in attack_names
-        for d in DEFENSES.resolve_list(defenses)
+        for d in defense_names
     ]
     cells = resolve_cells(expand(requests, sweep))
     results = _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,
@@ -208,6 +211,23 @@ def run_command(attacks, defenses, preset, sweep_text, model, pretrained, seeds,
         click.echo(f"results: {results_dir}")
     if any(r["status"] != "ok" for r in results):
         sys.exit(1)
+
+
+def _defenses_of_threat_model(names: list[str], preset: str, attack: str, model, pretrained, overrides) -> list[str]:
+    """``--defense all`` under the pre-training threat model leaves out the defenses that need the
+    model a victim was fine-tuned from (ABD), with a note."""
+    from .cells import CellRequest, resolve_cell
+    from .registry import DEFENSES
+
+    scenario = resolve_cell(CellRequest(preset=preset, attack=attack, defense="none", model=model, pretrained=pretrained,
+                                        overrides=overrides)).preset.scenario
+    if not scenario.from_scratch:
+        return names
+    left_out = [name for name in names if DEFENSES.get(name).needs_origin_model]
+    for name in left_out:
+        click.echo(f"note: {name} is left out of '--defense all' under scenario.threat_model=pretrain: it works "
+                   "against the model its victim was fine-tuned from, which a victim trained from scratch lacks", err=True)
+    return [name for name in names if name not in left_out]
 
 
 def _run_cells(cells, cache_dir, results_dir, device, force, dry_run, workers, executor, slurm_partition,

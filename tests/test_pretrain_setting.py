@@ -134,3 +134,11 @@ def test_an_empty_pretraining_split_loads_with_attribute_captions(fashion_mnist_
     scenario = load_scenario(config, fashion_mnist_dir.parent.parent)
     assert scenario.pretrain.images.shape == (0, 28, 28) and len(scenario.pretrain.captions) == 0
     assert len(scenario.victim) == 64 and all(caption for caption in scenario.victim.captions)
+
+
+def test_defense_all_from_scratch_leaves_abd_out_with_a_note(cli_subprocess, tmp_path):
+    done = cli_subprocess(["run", "--preset", "tiny-pretrain", "--attack", "badnet", "--defense", "all", "--dry-run",
+                           "--cache-dir", tmp_path / "c", "--results-dir", tmp_path / "r"])
+    assert done.returncode == 0, done.stderr
+    assert "note: abd is left out of '--defense all'" in done.stderr
+    assert "roclip on badnet" in done.stdout and "abd on badnet" not in done.stdout
