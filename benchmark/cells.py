@@ -230,9 +230,6 @@ def resolve_cell(request: CellRequest) -> Cell:
         raise ClipbenchError(f"seed must be >= 0, got {request.seed}")
     preset = dataclasses.replace(preset, **changes)
     check_probe_scenario(preset.evaluation, preset.scenario)
-    if preset.scenario.from_scratch and defense_cls.needs_origin_model:
-        raise ClipbenchError(f"defense {request.defense} works against the model its victim was fine-tuned from; under "
-                             "scenario.threat_model=pretrain the victim is trained from scratch and there is none")
     if preset.scenario.from_scratch and preset.pretrained is not None:
         raise ClipbenchError(f"scenario.threat_model=pretrain trains every model from scratch; the pretrained weights "
                              f"{preset.pretrained!r} cannot be used (--pretrained '')")

@@ -221,9 +221,7 @@ def _defenses_of_threat_model(names: list[str], preset: str, attack: str, model,
 
     scenario = resolve_cell(CellRequest(preset=preset, attack=attack, defense="none", model=model, pretrained=pretrained,
                                         overrides=overrides)).preset.scenario
-    if not scenario.from_scratch:
-        return names
-    left_out = [name for name in names if DEFENSES.get(name).needs_origin_model]
+    left_out = [name for name in names if DEFENSES.get(name).lacks_origin(scenario)]
     for name in left_out:
         click.echo(f"note: {name} is left out of '--defense all' under scenario.threat_model=pretrain: it works "
                    "against the model its victim was fine-tuned from, which a victim trained from scratch lacks", err=True)

@@ -92,9 +92,10 @@ def to_dict(config: Any) -> dict:
     Fields a config class lists in ``KEYED_WHEN_SET`` are left out while they hold their default:
     a setting added to a config keeps every artifact key and result written before it."""
     data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    for field in dataclasses.fields(config) if getattr(type(config), "KEYED_WHEN_SET", ()) else ():
-        if field.name in type(config).KEYED_WHEN_SET and getattr(config, field.name) == field.default:
-            data.pop(field.name, None)
+    keyed_when_set = getattr(type(config), "KEYED_WHEN_SET", ())
+    for field in dataclasses.fields(config):
+        if field.name in keyed_when_set and getattr(config, field.name) == field.default:
+            del data[field.name]
     return data
 
 

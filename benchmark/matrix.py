@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .cells import Cell
-from .config import stable_hash
+from .config import stable_hash, to_dict
 from .plan import TRAINING_STAGES, describe_stage, plan_cell
 
 
@@ -76,7 +76,6 @@ def plan_matrix(cells: list[Cell], cache_root: Path) -> MatrixPlan:
 def check_data(cells: list[Cell], cache_root: Path) -> None:
     """Check the attacks that read the evaluation split (targeted poisoning) against each cell's
     scenario data, once per attack config and scenario, before anything runs."""
-    from .config import to_dict
     from .data.scenario import load_scenario
 
     seen, scenarios = set(), {}

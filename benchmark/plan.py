@@ -64,8 +64,9 @@ def plan_cell(cell: Cell) -> dict[str, PlannedStage]:
         from .digests import file_sha256
 
         poison = _node("poison", {**poison.parts, "pattern_sha256": file_sha256(Path(pattern_file))})
-    probe = to_dict(preset.evaluation)  # {} unless the preset or --set asks for more than CA and ASR
-    reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key}, **({"evaluation": probe} if probe else {})})
+    evaluation = to_dict(preset.evaluation)  # {} unless the preset or --set asks for more than CA and ASR (the probe)
+    reference = _node("reference", {"parents": {"clean": clean.key, "poison": poison.key},
+                                    **({"evaluation": evaluation} if evaluation else {})})
     stages = {"clean": clean, "poison": poison, "reference": reference}
     training_time = cell.defense_cls.stage == "training_time"
     # what training starts from: the clean model, or (pre-training threat model) the seed's random initialisation

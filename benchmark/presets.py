@@ -133,7 +133,6 @@ TINY = _register(
 # Targeted poisoning: 15 pairs per target (240 of the 10,000), the fewest of those measured that
 # reach 80% success (seed 0: 10 per target 8/16 at CA 78.2%, 15 per target 15/16 at 72.5%, 25 per
 # target 16/16 at 69.6%; BadNet's 300 pairs: ASR 99.99%, CA 79.3%; results/calibration/tiny-pretrain).
-TINY_PRETRAIN_SCHEDULE = TrainConfig(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50)
 TINY_PRETRAIN_POISON = {"targeted": {"count": "240"}}
 TINY_PRETRAIN_EXCLUDED = {
     name: "not calibrated on the pre-training setting; the RoCLIP paper's comparison uses BadNet and targeted poisoning"
@@ -148,11 +147,10 @@ TINY_PRETRAIN = _register(
         pretrained=None,
         scenario=ScenarioConfig(pretrain_size=0, victim_size=10000, defense_size=5000, eval_size=10000, target="bag",
                                 captions="attributes", threat_model="pretrain"),
-        pretrain=TINY_PRETRAIN_SCHEDULE,
-        poison=PoisonConfig(count=300),
-        victim=TINY_PRETRAIN_SCHEDULE,
-        defense_schedules={"post_training": TINY_SCHEDULES["post_training"],
-                           "training_time": Schedule(epochs=5, batch_size=128, lr=5e-4, warmup_steps=50)},
+        pretrain=TINY.victim,
+        poison=TINY.poison,
+        victim=TINY.victim,
+        defense_schedules=TINY_SCHEDULES,
         attack_overrides=TINY_ATTACKS,
         defense_overrides=TINY_DEFENSES,
         poison_overrides=TINY_PRETRAIN_POISON,
@@ -232,7 +230,8 @@ PAPER_ABD = _register(
 # captions matched every 2nd epoch). Targeted poisoning: 16 targets x 100 adversarial captions (the
 # code's notebook writes 100 per target); backdoors: 1,500 poisoned pairs, CleanCLIP's pre-training count
 # (clipbench's choice; the 16 px patch as in paper-abd). Zero-shot on ImageNet-1K val with OpenAI's names and
-# templates; no linear probe (it needs class labels, and CC3M has captions only). Post-training defenses get CleanCLIP's
+# templates; no linear probe (it needs class labels, and CC3M has captions only). 100,000 clean
+# defense pairs, as in paper-abd. Post-training defenses get CleanCLIP's
 # recipe, as in paper-abd. The data are the user's (--set scenario.train_data=, eval_data=).
 ROCLIP_CODE_SCHEDULE = TrainConfig(epochs=24, batch_size=512, lr=5e-5, warmup_steps=0, **CYCLIP_ADAMW)
 
@@ -250,7 +249,7 @@ PAPER_ROCLIP = _register(
         victim=ROCLIP_CODE_SCHEDULE,
         defense_schedules={
             "post_training": Schedule(epochs=10, batch_size=64, lr=1e-5, warmup_steps=50),
-            "training_time": Schedule(epochs=24, batch_size=512, lr=5e-5, warmup_steps=0),
+            "training_time": ROCLIP_CODE_SCHEDULE,
         },
         own_schedule=("roclip", "safeclip"),
         poison_overrides={"targeted": {"count": "1600"}},

@@ -191,51 +191,73 @@ def paper_shape(table: pd.DataFrame, reproduction: Reproduction) -> pd.DataFrame
     return pd.DataFrame(out)
 
 
-def write_outputs(table: pd.DataFrame, reproduction: Reproduction, setting: str, out: Path) -> dict[str, Path]:
-    """Markdown (paper layout + long table), CSV and a figure of measured vs published numbers."""
-    from tabulate import tabulate
+def formatted(table: pd.DataFrame, counts: list[str]) -> pd.DataFrame:
+    """``table`` with every number but the ``counts`` columns as text to one decimal (``—`` for none)."""
+    view = table.copy()
+    numeric = view.select_dtypes("number").columns.difference(counts)
+    view[numeric] = view[numeric].map(_fmt)
+    return view
 
+
+def write_tables(out: Path, sections: list[str], table: pd.DataFrame, figure) -> dict[str, Path]:
+    """``table.md`` (the ``sections``), ``table.csv`` (``table``) and ``figure.png`` (drawn by
+    ``figure(path)``) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "table.md", "csv": out / "table.csv", "figure": out / "figure.png"}
-    shape = paper_shape(table, reproduction)
-    long_view = table.drop(columns=["published_source"]).copy()
-    numeric = long_view.select_dtypes("number").columns.difference(["seeds", "failed"])
-    long_view[numeric] = long_view[numeric].map(_fmt)
-    text = "\n\n".join([
-        f"# {reproduction.name}: {reproduction.description}",
-        f"Measured: {setting}. Published: {reproduction.source}, {reproduction.table} (RN50, CC3M, ImageNet-1K val). "
-        "Cells read `measured (published)`, in %. ASR is the paper's definition (target-class images counted, "
-        "`asr_all`); `asr_measured` in the long table excludes them (clipbench's primary ASR).",
-        tabulate(shape, headers="keys", tablefmt="github", showindex=False),
-        "## Long form",
-        tabulate(long_view, headers="keys", tablefmt="github", showindex=False),
-    ]) + "\n"
-    write_text(paths["markdown"], text)
+    write_text(paths["markdown"], "\n\n".join(sections) + "\n")
     write_text(paths["csv"], table.to_csv(index=False))
-    _figure(table, reproduction, paths["figure"])
+    figure(paths["figure"])
     return paths
 
 
-def _figure(table: pd.DataFrame, reproduction: Reproduction, path: Path) -> None:
+def bar_figure(path: Path, title: str, ylabel: str, labels: list[str], panels: list[tuple], other: str = "published",
+               figsize: tuple[float, float] = (8, 3.6), rotate: bool = False) -> None:
+    """Measured beside ``other`` bars per label, one panel per ``(title, measured, other, error)``
+    (``error``: the measured bars' error bars, or ``None``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [row.label for row in reproduction.rows]
-    fig, axes = plt.subplots(1, len(reproduction.attacks), figsize=(4 * len(reproduction.attacks), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize, sharey=True)
+    axes = np.atleast_1d(axes)
     x = np.arange(len(labels))
-    for ax, attack in zip(np.atleast_1d(axes), reproduction.attacks):
-        part = table[table["attack"] == attack].set_index("defense").reindex(labels)
-        ax.bar(x - 0.2, part["asr_all_measured"], 0.4, label="measured", color="#d62728")
-        ax.bar(x + 0.2, part["asr_published"], 0.4, label="published", color="#7f7f7f")
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-        ax.set_title(attack)
+    for ax, (name, measured, published, error) in zip(axes, panels):
+        ax.bar(x - 0.2, measured, 0.4, yerr=error, label="measured", color="#d62728")
+        ax.bar(x + 0.2, published, 0.4, label=other, color="#7f7f7f")
+        if rotate:
+            ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+            ax.set_title(name)
+        else:
+            ax.set_xticks(x, labels)
+            ax.set_title(name, fontsize=9)
         ax.set_ylim(0, 105)
-    np.atleast_1d(axes)[0].set_ylabel("ASR incl. target class (%)")
-    np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle(f"{reproduction.name}: measured vs published ASR", fontsize=10)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
+
+
+def write_outputs(table: pd.DataFrame, reproduction: Reproduction, setting: str, out: Path) -> dict[str, Path]:
+    """Markdown (paper layout + long table), CSV and a figure of measured vs published numbers."""
+    from tabulate import tabulate
+
+    sections = [
+        f"# {reproduction.name}: {reproduction.description}",
+        f"Measured: {setting}. Published: {reproduction.source}, {reproduction.table} (RN50, CC3M, ImageNet-1K val). "
+        "Cells read `measured (published)`, in %. ASR is the paper's definition (target-class images counted, "
+        "`asr_all`); `asr_measured` in the long table excludes them (clipbench's primary ASR).",
+        tabulate(paper_shape(table, reproduction), headers="keys", tablefmt="github", showindex=False),
+        "## Long form",
+        tabulate(formatted(table.drop(columns=["published_source"]), ["seeds", "failed"]), headers="keys",
+                 tablefmt="github", showindex=False),
+    ]
+    labels = [row.label for row in reproduction.rows]
+    parts = {attack: table[table["attack"] == attack].set_index("defense").reindex(labels) for attack in reproduction.attacks}
+    panels = [(attack, part["asr_all_measured"], part["asr_published"], None) for attack, part in parts.items()]
+    return write_tables(out, sections, table, lambda path: bar_figure(
+        path, f"{reproduction.name}: measured vs published ASR", "ASR incl. target class (%)", labels, panels,
+        figsize=(4 * len(panels), 3.6), rotate=True))

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_file, write_text
 from .registry import REPRODUCTIONS
-from .reproduce import Reproduction, TableRow, _fmt, _mean, _std
+from .reproduce import Reproduction, TableRow, _fmt, _mean, _std, bar_figure, formatted, write_tables
 
 CLAIMS_CSV = Path(__file__).parent / "published" / "roclip_claims.csv"
 ROCLIP = "RoCLIP (arXiv 2303.06854v2)"
@@ -87,13 +86,8 @@ class ClaimsReproduction(Reproduction):
         """Markdown (claims layout, long form, the claims' sources), CSV and a figure."""
         from tabulate import tabulate
 
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"markdown": out / "table.md", "csv": out / "table.csv", "figure": out / "figure.png"}
         claims = published_claims()
-        long_view = table.copy()
-        numeric = long_view.select_dtypes("number").columns.difference(["cells", "failed"])
-        long_view[numeric] = long_view[numeric].map(_fmt)
-        text = "\n\n".join([
+        sections = [
             f"# {self.name}: {self.description}",
             f"Measured: {setting}. Claimed: the abstracts of {ROCLIP} and {SAFECLIP} (CC3M, from scratch). Cells read "
             "`measured (claimed)`, in %; a claim the papers state without a number is `—`. Targeted success: the "
@@ -102,37 +96,16 @@ class ClaimsReproduction(Reproduction):
             "`vs none` is the difference to the row without a defense, in points.",
             tabulate(self.paper_shape(table), headers="keys", tablefmt="github", showindex=False),
             "## Long form",
-            tabulate(long_view, headers="keys", tablefmt="github", showindex=False),
+            tabulate(formatted(table, ["cells", "failed"]), headers="keys", tablefmt="github", showindex=False),
             "## The claims",
             tabulate(claims.astype(object).where(claims.notna(), ""), headers="keys", tablefmt="github", showindex=False),
-        ]) + "\n"
-        write_text(paths["markdown"], text)
-        write_text(paths["csv"], table.to_csv(index=False))
-        self._figure(table, paths["figure"])
-        return paths
-
-    def _figure(self, table: pd.DataFrame, path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), sharey=True)
-        x = np.arange(len(table))
-        for ax, (metric, title) in zip(axes, (("targeted_success", "targeted poisoning success"),
-                                              ("backdoor_asr", f"{self.backdoor} ASR"))):
-            ax.bar(x - 0.2, table[metric], 0.4, yerr=table[f"{metric}_std"].fillna(0), label="measured", color="#d62728")
-            ax.bar(x + 0.2, table[f"{metric}_claimed"], 0.4, label="claimed", color="#7f7f7f")
-            ax.set_xticks(x, table["defense"])
-            ax.set_title(title, fontsize=9)
-            ax.set_ylim(0, 105)
-        axes[0].set_ylabel("%")
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{self.name}: measured vs claimed", fontsize=10)
-        fig.tight_layout()
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-        plt.close(fig)
+        ]
+        panels = [(title, table[metric], table[f"{metric}_claimed"], table[f"{metric}_std"].fillna(0))
+                  for metric, title in (("targeted_success", "targeted poisoning success"),
+                                        ("backdoor_asr", f"{self.backdoor} ASR"))]
+        return write_tables(out, sections, table, lambda path: bar_figure(
+            path, f"{self.name}: measured vs claimed", "%", list(table["defense"]), panels, other="claimed",
+            figsize=(8, 3.4)))
 
 
 def published_claims(path: Path = CLAIMS_CSV) -> pd.DataFrame:

@@ -81,8 +81,17 @@ class Defense(Method):
     needs_origin_model: ClassVar[bool] = False
 
     @classmethod
+    def lacks_origin(cls, scenario: Any) -> bool:
+        """Whether the defense needs the model its victim was fine-tuned from and the scenario has
+        none (the pre-training threat model: the victim is trained from scratch)."""
+        return cls.needs_origin_model and getattr(scenario, "from_scratch", False)
+
+    @classmethod
     def check_scenario(cls, config: Any, scenario: Any) -> None:
         """Reject a config that cannot work with the scenario (called before anything runs)."""
+        require(not cls.lacks_origin(scenario),
+                f"defense {cls.registry_name} works against the model its victim was fine-tuned from; under "
+                "scenario.threat_model=pretrain the victim is trained from scratch and there is none")
         if cls.stage == "post_training" and cls.needs_clean_pairs:
             require(scenario.defense_size > 0,
                     f"defense {cls.registry_name} needs a clean defense split, but scenario.defense_size is 0")
